@@ -1,0 +1,127 @@
+# comfy-sandbox: every entry point a user or CI needs. CONFIG= selects the config.
+SHELL        := /bin/bash
+SWIFT        ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+CONFIG       ?= $(or $(COMFY_SANDBOX_CONFIG),/etc/comfy-sandbox/config.json)
+BIN          := .build/release/comfy-sandbox
+DEBUG_BIN    := .build/debug/comfy-sandbox
+PREFIX       ?= /usr/local
+DEB_PACKAGES := libseccomp-dev libcap-dev libacl1-dev git acl iproute2 util-linux python3 python3-venv
+CS            = $(BIN) --config $(CONFIG)
+NODE         ?=
+
+.PHONY: all deps build release install provision plan fix-permissions update-volumes uninstall \
+        update-nodes update-nodes-pull rollback-nodes update-comfyui update-all scan-nodes \
+        record-models verify-models install-service start stop restart status logs shell check-sandbox \
+        test bench demo clean
+
+all: build
+
+## deps: install the Debian packages the build and the tool need (only what is missing)
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## build: release build of the tool
+build: deps
+	$(SWIFT) build -c release
+
+## release: a self-contained binary (static Swift stdlib, static libseccomp/libcap/libacl)
+release: deps
+	scripts/build-release.sh
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/comfy-sandbox
+
+provision: build
+	$(CS) provision
+
+plan: build
+	$(CS) plan
+
+fix-permissions: build
+	$(CS) fix-permissions
+
+update-volumes: build
+	$(CS) provision --only tree
+
+uninstall: build
+	$(CS) uninstall
+
+update-nodes: build
+	$(CS) update-nodes $(NODE)
+
+update-nodes-pull: build
+	$(CS) update-nodes --pull $(NODE)
+
+rollback-nodes: build
+	$(CS) rollback-nodes $(NODE)
+
+update-comfyui: build
+	$(CS) update-comfyui
+
+update-all: build
+	$(CS) update-comfyui --pull && $(CS) update-nodes --pull
+
+scan-nodes: build
+	$(CS) scan-nodes $(NODE)
+
+record-models: build
+	$(CS) record-models
+
+verify-models: build
+	$(CS) verify-models
+
+install-service: install
+	install -D -m 0644 systemd/comfy-sandbox.service /etc/systemd/system/comfy-sandbox.service
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable comfy-sandbox.service; \
+	 else echo "systemd is not running here; the unit is installed for the next boot"; fi
+
+start: build
+	@if [ -d /run/systemd/system ] && systemctl cat comfy-sandbox.service >/dev/null 2>&1; then systemctl start comfy-sandbox; \
+	 else $(CS) start; fi
+
+stop: build
+	@if [ -d /run/systemd/system ] && systemctl is-active -q comfy-sandbox 2>/dev/null; then systemctl stop comfy-sandbox; \
+	 else $(CS) stop; fi
+
+restart: stop start
+
+status: build
+	$(CS) status
+
+logs:
+	@if [ -d /run/systemd/system ]; then journalctl -u comfy-sandbox -n 200 --no-pager; \
+	 else tail -n 200 $$(dirname $$($(CS) status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("log","/dev/null"))' 2>/dev/null || echo /dev/null)) 2>/dev/null || true; fi
+
+shell: build
+	$(CS) shell
+
+check-sandbox: build
+	$(CS) check-sandbox
+
+## test: the whole suite; root tests run in throwaway worlds. Fails if the
+## host's /etc/passwd or /etc/group changed.
+test: deps
+	$(SWIFT) build --build-tests
+	@sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.before
+	@set -o pipefail; $(SWIFT) test --skip-build --parallel 2>&1 | grep -v '^◇' ; status=$$?; \
+	 sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.after; \
+	 if ! cmp -s /tmp/comfy-sandbox-etc.before /tmp/comfy-sandbox-etc.after; then \
+	   echo "FAIL: the tests changed the host's /etc/passwd or /etc/group"; exit 1; fi; \
+	 echo "host /etc/passwd and /etc/group unchanged"; exit $$status
+
+## bench: every benchmark with its anchor, printed as ratios
+bench: deps
+	$(SWIFT) build -c release
+	bench/run.sh
+
+## demo: the whole flow offline in a throwaway world; touches nothing on the host
+demo: deps
+	$(SWIFT) build -c release
+	scripts/demo.sh
+
+clean:
+	rm -rf .build

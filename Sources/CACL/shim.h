@@ -1,0 +1,4 @@
+#pragma once
+#include <sys/types.h>
+#include <sys/acl.h>
+#include <acl/libacl.h>

@@ -1,0 +1,170 @@
+// CSandbox: the C seam of comfy-sandbox.
+//
+// Why each of these exists instead of a Swift call:
+//  - prctl(2) and syscall(2) are variadic; Swift cannot call variadic C. Each
+//    operation gets one fixed-arity function (cs_prctl_*).
+//  - glibc has no wrappers for openat2, fchmodat2, landlock_*, and its
+//    setresuid/setgroups broadcast to every thread (the "setxid" dance), which
+//    is wrong in a freshly forked child; we use the raw syscalls there.
+//  - capget/capset need the v3 (64-bit) structures; libcap works, but the
+//    forked child must not call into a library that may allocate.
+//  - The privilege drop itself (cs_spawn_confined) runs between fork and
+//    execve. Swift may have started threads (Dispatch, the concurrency pool),
+//    so after fork only async-signal-safe work is allowed: that is C.
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/filter.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// MARK: prctl, one function per operation. Each returns -1 and sets errno on failure.
+int cs_prctl_set_no_new_privs(void);
+int cs_prctl_get_no_new_privs(void);
+int cs_prctl_capbset_read(int cap);
+int cs_prctl_capbset_drop(int cap);
+int cs_prctl_cap_ambient_clear_all(void);
+int cs_prctl_cap_ambient_is_set(int cap);
+int cs_prctl_set_pdeathsig(int sig);
+int cs_prctl_get_seccomp(void);
+int cs_prctl_set_dumpable(int value);
+int cs_prctl_get_securebits(void);
+int cs_prctl_set_securebits(int bits);
+int cs_prctl_set_name(const char *name);
+
+// MARK: identity (raw syscalls: affect the calling thread only)
+int cs_setresuid(uid_t r, uid_t e, uid_t s);
+int cs_setresgid(gid_t r, gid_t e, gid_t s);
+int cs_setgroups(size_t n, const gid_t *groups);
+
+// MARK: capabilities, all 64 bits of each set (v3 ABI).
+typedef struct {
+    uint64_t effective;
+    uint64_t permitted;
+    uint64_t inheritable;
+} cs_capsets;
+int cs_capget_self(cs_capsets *out);
+int cs_capset_self(const cs_capsets *in);
+/// The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap).
+int cs_cap_last_cap(void);
+
+// MARK: file system
+/// openat2(2). `resolve` takes RESOLVE_* flags.
+int cs_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+/// fchmodat2(2) (Linux 6.6+); returns -1/ENOSYS on older kernels.
+int cs_fchmodat2(int dirfd, const char *path, mode_t mode, int flags);
+/// fchmodat(fd, "", AT_EMPTY_PATH) via fchmodat2 when present, else fchmod on an
+/// fd that is not O_PATH. `fd` must refer to the inode to change.
+int cs_fchmod_fd(int fd, mode_t mode);
+int cs_close_range(unsigned int first, unsigned int last, unsigned int flags);
+/// pipe2(fds, O_CLOEXEC): glibc declares pipe2 only under _GNU_SOURCE.
+int cs_pipe_cloexec(int fds[2]);
+
+extern const uint64_t CS_RESOLVE_NO_XDEV;
+extern const uint64_t CS_RESOLVE_NO_MAGICLINKS;
+extern const uint64_t CS_RESOLVE_NO_SYMLINKS;
+extern const uint64_t CS_RESOLVE_BENEATH;
+extern const uint64_t CS_RESOLVE_IN_ROOT;
+
+// MARK: Landlock (raw syscalls, glibc has none)
+/// The ABI version the kernel enforces, 0 when Landlock is off or absent.
+int cs_landlock_abi(void);
+int cs_landlock_create_ruleset(uint64_t handled_fs, uint64_t handled_net, uint64_t scoped);
+int cs_landlock_add_path_rule(int ruleset_fd, int parent_fd, uint64_t allowed_access);
+int cs_landlock_add_net_port_rule(int ruleset_fd, uint64_t port, uint64_t allowed_access);
+int cs_landlock_restrict_self(int ruleset_fd);
+
+// MARK: network namespace
+/// Creates a new network namespace with only `lo`, brought up. Returns an
+/// O_CLOEXEC fd referring to it (setns-able), or -1 with errno.
+int cs_new_loopback_netns(void);
+int cs_setns(int fd, int nstype);
+
+// MARK: the confined spawn
+typedef struct {
+    int resource;      // RLIMIT_*
+    uint64_t soft;
+    uint64_t hard;
+} cs_rlimit;
+
+typedef struct {
+    const char *path;              // absolute path of the program
+    char *const *argv;             // NULL-terminated
+    char *const *envp;             // NULL-terminated; the complete environment
+    const char *cwd;               // NULL: keep
+    int stdin_fd, stdout_fd, stderr_fd;   // -1: inherit the parent's 0/1/2
+    const int *pass_fds;           // become fds 3, 4, ... in the child
+    int n_pass_fds;
+    int new_session;               // setsid(): no controlling terminal
+    int die_with_parent;           // PR_SET_PDEATHSIG(SIGKILL)
+    int netns_fd;                  // -1: stay in the caller's network namespace
+    const cs_rlimit *rlimits;
+    int n_rlimits;
+    int umask_value;               // -1: keep
+    int drop_privileges;           // 0: stay root (only for root-side helpers)
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;           // supplementary groups, exactly these
+    int n_groups;
+    int no_new_privs;
+    int landlock_ruleset_fd;       // -1: none
+    const struct sock_filter *seccomp_filter;   // NULL: none
+    unsigned short seccomp_len;
+} cs_spawn_spec;
+
+/// The steps of the drop, reported when one fails.
+typedef enum {
+    CS_STEP_NONE = 0,
+    CS_STEP_FORK,
+    CS_STEP_SIGNALS,
+    CS_STEP_SETSID,
+    CS_STEP_PDEATHSIG,
+    CS_STEP_SETNS,
+    CS_STEP_STDIO,
+    CS_STEP_PASS_FDS,
+    CS_STEP_CLOSE_FDS,
+    CS_STEP_CHDIR,
+    CS_STEP_RLIMITS,
+    CS_STEP_SECUREBITS,
+    CS_STEP_BOUNDING_SET,
+    CS_STEP_SETGROUPS,
+    CS_STEP_SETRESGID,
+    CS_STEP_SETRESUID,
+    CS_STEP_CAPSET,
+    CS_STEP_AMBIENT,
+    CS_STEP_VERIFY,
+    CS_STEP_NO_NEW_PRIVS,
+    CS_STEP_LANDLOCK,
+    CS_STEP_SECCOMP,
+    CS_STEP_EXEC,
+} cs_spawn_step;
+
+const char *cs_spawn_step_name(int step);
+
+/// fork(2)s and, in the child, applies the spec in the documented order, then
+/// execve(2)s. Returns the child's pid. When any step fails the child reports
+/// (step, errno) over a close-on-exec pipe and exits 127; this function then
+/// reaps it and returns -1 with *fail_step and *fail_errno set.
+pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_errno);
+
+/// Like waitpid(pid, &status, 0), retrying EINTR. Returns the raw status.
+int cs_wait(pid_t pid, int *status);
+int cs_wifexited(int status);
+int cs_wexitstatus(int status);
+int cs_wifsignaled(int status);
+int cs_wtermsig(int status);
+
+/// ioctl(fd, TIOCSTI, &c): used by check-sandbox to prove it is refused.
+int cs_ioctl_tiocsti(int fd, char c);
+/// A raw syscall with up to six arguments (check-sandbox attacks).
+long cs_syscall6(long nr, long a, long b, long c, long d, long e, long f);
+/// The x32 ABI bit, for check-sandbox.
+extern const long CS_X32_SYSCALL_BIT;
+int cs_errno(void);
+
+#ifdef __cplusplus
+}
+#endif

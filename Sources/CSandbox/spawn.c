@@ -1,0 +1,253 @@
+// The privilege drop: one ordered sequence between fork(2) and execve(2).
+//
+// The parent (Swift, possibly multithreaded) prepares everything that may
+// allocate or take locks: the argv/envp arrays, the seccomp BPF program, the
+// Landlock ruleset fd, the network namespace fd. The child below then makes
+// only raw system calls, which are async-signal-safe, and never returns into
+// Swift. Each step says why it sits where it does.
+#include "csandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <linux/seccomp.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static const char *const step_names[] = {
+    [CS_STEP_NONE] = "none",
+    [CS_STEP_FORK] = "fork",
+    [CS_STEP_SIGNALS] = "reset signals",
+    [CS_STEP_SETSID] = "setsid",
+    [CS_STEP_PDEATHSIG] = "PR_SET_PDEATHSIG",
+    [CS_STEP_SETNS] = "setns(network)",
+    [CS_STEP_STDIO] = "dup2 stdio",
+    [CS_STEP_PASS_FDS] = "pass fds",
+    [CS_STEP_CLOSE_FDS] = "close other fds",
+    [CS_STEP_CHDIR] = "chdir",
+    [CS_STEP_RLIMITS] = "setrlimit",
+    [CS_STEP_SECUREBITS] = "PR_SET_SECUREBITS",
+    [CS_STEP_BOUNDING_SET] = "PR_CAPBSET_DROP",
+    [CS_STEP_SETGROUPS] = "setgroups",
+    [CS_STEP_SETRESGID] = "setresgid",
+    [CS_STEP_SETRESUID] = "setresuid",
+    [CS_STEP_CAPSET] = "capset",
+    [CS_STEP_AMBIENT] = "PR_CAP_AMBIENT_CLEAR_ALL",
+    [CS_STEP_VERIFY] = "verify identity",
+    [CS_STEP_NO_NEW_PRIVS] = "PR_SET_NO_NEW_PRIVS",
+    [CS_STEP_LANDLOCK] = "landlock_restrict_self",
+    [CS_STEP_SECCOMP] = "seccomp(SET_MODE_FILTER)",
+    [CS_STEP_EXEC] = "execve",
+};
+
+const char *cs_spawn_step_name(int step) {
+    if (step < 0 || step > CS_STEP_EXEC) return "unknown";
+    return step_names[step];
+}
+
+struct failure { int step; int err; };
+
+static void fail(int fd, int step) {
+    struct failure f = { step, errno };
+    ssize_t n;
+    do { n = write(fd, &f, sizeof f); } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+// Moves `fd` out of the way of the low numbers we are about to fill, keeping
+// it open across the dup2s. F_DUPFD_CLOEXEC picks the lowest free fd >= min.
+static int lift(int fd, int min) {
+    if (fd < 0) return fd;
+    return fcntl(fd, F_DUPFD_CLOEXEC, min);
+}
+
+__attribute__((noreturn))
+static void child(const cs_spawn_spec *s, int report) {
+    // 1. Signals: a clean slate. The parent's mask and handlers are inherited
+    //    through fork; execve resets handlers but not the mask or ignored
+    //    dispositions, and ComfyUI must see SIGTERM/SIGINT normally.
+    sigset_t all;
+    sigemptyset(&all);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        (void)sigaction(sig, &sa, NULL);   // fails harmlessly for glibc-reserved signals
+    }
+    if (sigprocmask(SIG_SETMASK, &all, NULL) != 0) fail(report, CS_STEP_SIGNALS);
+
+    // 2. New session: the child loses the caller's controlling terminal, so it
+    //    cannot push keystrokes into it (TIOCSTI is also refused by seccomp).
+    if (s->new_session && setsid() < 0) fail(report, CS_STEP_SETSID);
+
+    // 3. Die with the launcher, so a crashed launcher leaves no orphan.
+    if (s->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        fail(report, CS_STEP_PDEATHSIG);
+
+    // 4. Network namespace: must happen while we still hold CAP_SYS_ADMIN.
+    if (s->netns_fd >= 0 && syscall(SYS_setns, s->netns_fd, CLONE_NEWNET) != 0)
+        fail(report, CS_STEP_SETNS);
+
+    // 5. File descriptors. First lift every fd we must keep above the range
+    //    we will fill (stdio and pass_fds), so a dup2 cannot clobber another.
+    int top = 3 + (s->n_pass_fds > 0 ? s->n_pass_fds : 0) + 8;
+    int in = lift(s->stdin_fd, top), out = lift(s->stdout_fd, top), err = lift(s->stderr_fd, top);
+    if ((s->stdin_fd >= 0 && in < 0) || (s->stdout_fd >= 0 && out < 0) || (s->stderr_fd >= 0 && err < 0))
+        fail(report, CS_STEP_STDIO);
+    int lifted[64];
+    int npass = s->n_pass_fds > 64 ? 64 : s->n_pass_fds;
+    for (int i = 0; i < npass; i++) {
+        lifted[i] = lift(s->pass_fds[i], top);
+        if (lifted[i] < 0) fail(report, CS_STEP_PASS_FDS);
+    }
+    if ((in >= 0 && dup2(in, 0) < 0) || (out >= 0 && dup2(out, 1) < 0) || (err >= 0 && dup2(err, 2) < 0))
+        fail(report, CS_STEP_STDIO);
+    for (int i = 0; i < npass; i++)
+        if (dup2(lifted[i], 3 + i) < 0) fail(report, CS_STEP_PASS_FDS);   // dup2 clears CLOEXEC
+    //    Everything else is marked close-on-exec rather than closed now: the
+    //    Landlock ruleset fd and the failure pipe must live until execve, and
+    //    execve then closes them all at once. The sandbox starts with 0-2 and
+    //    the passed fds only; nothing of the launcher's leaks in.
+    if (cs_close_range(3 + npass, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        // Pre-5.11 kernel: set the flag one fd at a time.
+        long max = sysconf(_SC_OPEN_MAX);
+        for (int fd = 3 + npass; fd < max; fd++) {
+            int fl = fcntl(fd, F_GETFD);
+            if (fl >= 0) (void)fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+        }
+    }
+
+    // 6. Working directory, resolved while still root (the sandbox user may
+    //    not be able to traverse its parents; that is fine once we are inside).
+    if (s->cwd && chdir(s->cwd) != 0) fail(report, CS_STEP_CHDIR);
+
+    // 7. Resource limits, before the uid change so hard limits can be raised
+    //    to the configured value while we are still privileged.
+    for (int i = 0; i < s->n_rlimits; i++) {
+        struct rlimit rl = { (rlim_t)s->rlimits[i].soft, (rlim_t)s->rlimits[i].hard };
+        if (setrlimit(s->rlimits[i].resource, &rl) != 0) fail(report, CS_STEP_RLIMITS);
+    }
+    if (s->umask_value >= 0) umask((mode_t)s->umask_value);
+
+    if (s->drop_privileges) {
+        // 8. Securebits, locked: uid 0 regains nothing through execve of a
+        //    setuid-root binary (NOROOT), and no one may raise ambient caps.
+        //    Needs CAP_SETPCAP, so before the bounding set loses it. We leave
+        //    NO_SETUID_FIXUP unset so that setresuid below clears caps.
+        int bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
+                   SECBIT_NO_SETUID_FIXUP_LOCKED |
+                   SECBIT_KEEP_CAPS_LOCKED |
+                   SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+        if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) != 0) fail(report, CS_STEP_SECUREBITS);
+
+        // 9. Bounding set: every capability the kernel knows, not just the
+        //    low 32. Needs CAP_SETPCAP, so before setresuid.
+        int last = cs_cap_last_cap();
+        for (int cap = 0; cap <= last; cap++)
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+                fail(report, CS_STEP_BOUNDING_SET);
+
+        // 10. Groups then gid then uid: setgroups and setresgid need
+        //     CAP_SETGID, which setresuid takes away. Raw syscalls, because
+        //     glibc's wrappers try to signal sibling threads that a forked
+        //     child does not have.
+        if (syscall(SYS_setgroups, (size_t)s->n_groups, s->groups) != 0) fail(report, CS_STEP_SETGROUPS);
+        if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) != 0) fail(report, CS_STEP_SETRESGID);
+        if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) != 0) fail(report, CS_STEP_SETRESUID);
+
+        // 11. Leaving uid 0 cleared permitted and effective; inheritable
+        //     survives it, so zero all three explicitly, then ambient.
+        cs_capsets zero = { 0, 0, 0 };
+        if (cs_capset_self(&zero) != 0) fail(report, CS_STEP_CAPSET);
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+            fail(report, CS_STEP_AMBIENT);
+
+        // 12. Trust, but verify: no way back to root, no capability left.
+        uid_t ru, eu, su;
+        gid_t rg, eg, sg;
+        cs_capsets now;
+        if (syscall(SYS_getresuid, &ru, &eu, &su) != 0 || syscall(SYS_getresgid, &rg, &eg, &sg) != 0 ||
+            ru != s->uid || eu != s->uid || su != s->uid || rg != s->gid || eg != s->gid || sg != s->gid ||
+            cs_capget_self(&now) != 0 || now.effective || now.permitted || now.inheritable) {
+            errno = EPERM;
+            fail(report, CS_STEP_VERIFY);
+        }
+        if (s->uid != 0 && syscall(SYS_setresuid, 0, 0, 0) == 0) {
+            errno = EPERM;
+            fail(report, CS_STEP_VERIFY);
+        }
+    }
+
+    // 13. no_new_privs: execve can never grant privileges again (setuid bits,
+    //     file capabilities). Landlock and an unprivileged seccomp need it.
+    if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(report, CS_STEP_NO_NEW_PRIVS);
+
+    // 14. Landlock: the ruleset was built by the parent, from fds it opened.
+    if (s->landlock_ruleset_fd >= 0 && cs_landlock_restrict_self(s->landlock_ruleset_fd) != 0)
+        fail(report, CS_STEP_LANDLOCK);
+
+    // 15. Seccomp last, so every step above could still use the syscalls the
+    //     filter refuses (setns, prctl, setgroups...). The filter allows
+    //     execve and the few calls between here and it.
+    if (s->seccomp_filter) {
+        struct sock_fprog prog = { s->seccomp_len, (struct sock_filter *)s->seccomp_filter };
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) fail(report, CS_STEP_SECCOMP);
+    }
+
+    // 16. Become the program. On success the failure pipe closes (CLOEXEC)
+    //     and the parent reads EOF.
+    execve(s->path, s->argv, s->envp);
+    fail(report, CS_STEP_EXEC);
+    _exit(127);
+}
+
+pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_errno) {
+    *fail_step = CS_STEP_NONE;
+    *fail_errno = 0;
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        *fail_step = CS_STEP_FORK;
+        *fail_errno = errno;
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        *fail_step = CS_STEP_FORK;
+        *fail_errno = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        child(spec, pipefd[1]);
+    }
+    close(pipefd[1]);
+    struct failure f;
+    ssize_t n;
+    do { n = read(pipefd[0], &f, sizeof f); } while (n < 0 && errno == EINTR);
+    close(pipefd[0]);
+    if (n == (ssize_t)sizeof f) {
+        int status;
+        cs_wait(pid, &status);
+        *fail_step = f.step;
+        *fail_errno = f.err;
+        errno = f.err;
+        return -1;
+    }
+    return pid;
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import SandboxCore
+
+/// The root command. The executable only calls `ComfySandbox.run()`.
+public struct ComfySandbox: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "comfy-sandbox",
+        abstract: "Run ComfyUI with untrusted custom nodes under a dedicated, confined account.",
+        discussion: """
+        Provisioning creates a sandbox user and a shared group, lays out the shared
+        directory tree, installs ComfyUI and its custom nodes at pinned commits, and
+        the launcher runs ComfyUI as that user with no capabilities, no_new_privs,
+        seccomp, Landlock and network egress locked to loopback, at native GPU speed.
+
+        Exit codes: 0 success, 1 failure, 3 a check found a problem, 64 usage error,
+        65 invalid config (nothing on disk was changed).
+        """,
+        version: "0.1.0",
+        subcommands: [
+            Plan.self, Provision.self,
+            UpdateNodes.self, RollbackNodes.self, UpdateComfyUI.self, RollbackComfyUI.self, ScanNodes.self,
+            FixPermissions.self,
+            Run.self, Launch.self, Start.self, Stop.self, Status.self, Shell.self, CheckSandbox.self,
+            RecordModels.self, VerifyModels.self,
+            Uninstall.self,
+            Internal.self,
+        ]
+    )
+
+    public init() {}
+
+    /// Parses the process arguments, runs the command and exits with the
+    /// contract's code: a SandboxError's status, 64 for usage errors.
+    public static func run(arguments: [String]? = nil) -> Never {
+        do {
+            var command = try parseAsRoot(arguments)
+            try command.run()
+            Foundation.exit(0)
+        } catch let error as SandboxError {
+            printError("comfy-sandbox: \(error.description)")
+            Foundation.exit(error.status.rawValue)
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            printError(fullMessage(for: error))
+            // ArgumentParser reports usage errors as 64 (EX_USAGE), as the contract wants.
+            Foundation.exit(code.rawValue)
+        }
+    }
+}

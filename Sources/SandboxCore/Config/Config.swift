@@ -1,0 +1,180 @@
+import Foundation
+
+/// The whole configuration, as ../shared/CONTRACT.md fixes it. Decoding
+/// applies the contract's defaults and rejects unknown keys; `validate()`
+/// then checks what types cannot (paths, names, nesting). Both run before
+/// anything on disk changes.
+public struct Config: Codable, Equatable, Sendable {
+    public var version: Int
+    public var primaryUser: String
+    public var sandboxUser: SandboxUser
+    public var sharedGroup: SharedGroup
+    public var stateDir: String
+    public var comfyui: ComfyUI
+    public var shares: [Share]
+    public var customNodes: [CustomNode]
+    public var git: Git
+    public var launcher: Launcher
+    public var models: Models
+
+    public struct SandboxUser: Codable, Equatable, Sendable {
+        public var name: String = "comfyui_sandbox"
+        public var home: String = "/home/comfyui_sandbox"
+        public init() {}
+    }
+
+    public struct SharedGroup: Codable, Equatable, Sendable {
+        public var name: String = "comfyshared"
+        /// Defaults to `[primary_user]` (filled in by Config's decoder).
+        public var members: [String] = []
+        public init() {}
+    }
+
+    public struct ComfyUI: Codable, Equatable, Sendable {
+        public var repo: String = "https://github.com/comfyanonymous/ComfyUI.git"
+        public var rev: String = "v0.3.66"
+        public var path: String = "/opt/comfy-sandbox/ComfyUI"
+        public var python: String = "/usr/bin/python3"
+        public var installRequirements: Bool = true
+        public init() {}
+    }
+
+    public enum Access: String, Codable, Equatable, Sendable, CaseIterable {
+        case readOnly = "read-only"
+        case readWrite = "read-write"
+        public var writable: Bool { self == .readWrite }
+    }
+
+    public struct Share: Codable, Equatable, Sendable {
+        public var name: String
+        public var path: String
+        /// Where ComfyUI sees the share, relative to `comfyui.path`.
+        public var mount: String
+        public var access: Access
+        public init(name: String, path: String, mount: String, access: Access) {
+            self.name = name
+            self.path = path
+            self.mount = mount
+            self.access = access
+        }
+    }
+
+    public struct CustomNode: Codable, Equatable, Sendable {
+        public var name: String
+        public var repo: String
+        public var rev: String = "main"
+        public var enabled: Bool = true
+        public var writable: Bool = false
+        public var installRequirements: Bool = false
+        public var note: String? = nil
+        /// Check out submodules too (off unless asked: a .gitmodules can name any URL).
+        public var submodules: Bool = false
+        public init(name: String, repo: String, rev: String = "main") {
+            self.name = name
+            self.repo = repo
+            self.rev = rev
+        }
+    }
+
+    public struct Git: Codable, Equatable, Sendable {
+        public var allowedProtocols: [String] = ["https"]
+        public init() {}
+    }
+
+    public enum Network: String, Codable, Equatable, Sendable, CaseIterable {
+        case loopbackOnly = "loopback-only"
+        case host
+    }
+
+    /// `launcher.gpu`: "auto", "none" or a list of GPU indexes.
+    public enum GPU: Equatable, Sendable {
+        case auto
+        case none
+        case indexes([Int])
+    }
+
+    /// `launcher.landlock`: true (refuse to start without it), false, or
+    /// "best-effort" (start and say loudly what is not enforced).
+    public enum LandlockMode: Equatable, Sendable {
+        case enforce
+        case bestEffort
+        case off
+    }
+
+    public struct Limits: Codable, Equatable, Sendable {
+        public var nofile: UInt64 = 65536
+        public var nproc: UInt64 = 4096
+        public init() {}
+    }
+
+    public struct Launcher: Codable, Equatable, Sendable {
+        public var listen: String = "127.0.0.1"
+        public var port: Int = 8188
+        public var network: Network = .loopbackOnly
+        public var gpu: GPU = .auto
+        public var seccomp: Bool = true
+        public var landlock: LandlockMode = .enforce
+        public var ramTemp: Bool = true
+        public var limits: Limits = Limits()
+        public var extraArgs: [String] = []
+        /// A non-loopback `listen` is refused unless this is true (use `ssh -L` instead).
+        public var allowRemoteListen: Bool = false
+        public init() {}
+    }
+
+    public struct ModelLink: Codable, Equatable, Sendable {
+        /// "org/name" on the Hugging Face hub.
+        public var repo: String
+        /// Path of the file inside the repository (nested paths are flattened).
+        public var file: String
+        /// Directory under the models share.
+        public var dir: String
+        public var rename: String? = nil
+        /// A commit or ref under the cache's refs/; default the ref `main`.
+        public var revision: String? = nil
+        public init(repo: String, file: String, dir: String, rename: String? = nil, revision: String? = nil) {
+            self.repo = repo
+            self.file = file
+            self.dir = dir
+            self.rename = rename
+            self.revision = revision
+        }
+    }
+
+    public struct Models: Codable, Equatable, Sendable {
+        public var hfCache: String? = nil
+        public var links: [ModelLink] = []
+        public init() {}
+    }
+
+    public static let defaultShares: [Share] = [
+        Share(name: "models", path: "/home/alice/workspace/ai/models", mount: "models", access: .readOnly),
+        Share(name: "workflows", path: "/home/alice/workspace/ai/comfy/workflows", mount: "user/default/workflows", access: .readWrite),
+        Share(name: "input", path: "/home/alice/workspace/ai/input", mount: "input", access: .readWrite),
+        Share(name: "output", path: "/home/alice/workspace/ai/output", mount: "output", access: .readWrite),
+    ]
+
+    public init(primaryUser: String) {
+        version = 1
+        self.primaryUser = primaryUser
+        sandboxUser = SandboxUser()
+        sharedGroup = SharedGroup()
+        sharedGroup.members = [primaryUser]
+        stateDir = "/var/lib/comfy-sandbox"
+        comfyui = ComfyUI()
+        shares = Config.defaultShares
+        customNodes = []
+        git = Git()
+        launcher = Launcher()
+        models = Models()
+    }
+
+    // MARK: conveniences used across the core
+
+    public func share(named name: String) -> Share? { shares.first { $0.name == name } }
+    public var nodesStateDir: String { stateDir + "/nodes" }
+    public var lockPath: String { stateDir + "/lock" }
+    public var customNodesDir: String { comfyui.path + "/custom_nodes" }
+    /// The Python environment ComfyUI runs in, beside its checkout.
+    public var venvPath: String { (comfyui.path as NSString).deletingLastPathComponent + "/venv" }
+}

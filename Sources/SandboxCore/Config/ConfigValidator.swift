@@ -1,0 +1,249 @@
+import Foundation
+
+/// Semantic checks that types cannot express. Each problem is one line that
+/// starts with the key path (`shares[1].path: ...`).
+public enum ConfigValidator {
+    /// Directories no share may be in or be: the system's own.
+    static let systemDirectories = ["/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+                                    "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var", "/tmp/.X11-unix"]
+    /// Protocols git may ever be allowed to use. `file` and `ext` never: a
+    /// local path or a command line is not a remote.
+    public static let knownProtocols: Set<String> = ["https", "http", "git", "ssh"]
+
+    public static func problems(in c: Config) -> [String] {
+        var out: [String] = []
+        func bad(_ path: String, _ message: String) { out.append("\(path): \(message)") }
+
+        if c.version != 1 { bad("version", "expected 1, got \(c.version)") }
+
+        // Names
+        if !isValidAccountName(c.primaryUser) { bad("primary_user", nameProblem(c.primaryUser)) }
+        if c.primaryUser == "root" { bad("primary_user", "must be the human user, not root") }
+        if !isValidAccountName(c.sandboxUser.name) { bad("sandbox_user.name", nameProblem(c.sandboxUser.name)) }
+        if c.sandboxUser.name == c.primaryUser { bad("sandbox_user.name", "must differ from primary_user (\"\(c.primaryUser)\")") }
+        if c.sandboxUser.name == "root" { bad("sandbox_user.name", "must not be root") }
+        if !isValidAccountName(c.sharedGroup.name) { bad("shared_group.name", nameProblem(c.sharedGroup.name)) }
+        if ["root", "wheel", "sudo", "adm", "shadow", "disk", "docker", "video", "render"].contains(c.sharedGroup.name) {
+            bad("shared_group.name", "\"\(c.sharedGroup.name)\" is a system group; choose a dedicated one like \"comfyshared\"")
+        }
+        for (i, m) in c.sharedGroup.members.enumerated() where !isValidAccountName(m) {
+            bad("shared_group.members[\(i)]", nameProblem(m))
+        }
+        if c.sharedGroup.members.contains(c.sandboxUser.name) {
+            bad("shared_group.members", "lists the sandbox user; it is added to the group on its own")
+        }
+
+        // Paths
+        checkAbsolute(c.sandboxUser.home, "sandbox_user.home", &out)
+        checkAbsolute(c.stateDir, "state_dir", &out)
+        checkAbsolute(c.comfyui.path, "comfyui.path", &out)
+        checkAbsolute(c.comfyui.python, "comfyui.python", &out)
+        if isSystemDirectory(c.comfyui.path) || c.comfyui.path == "/opt" {
+            bad("comfyui.path", "\(c.comfyui.path) is a system directory; use a dedicated one like /opt/comfy-sandbox/ComfyUI")
+        }
+        if isSystemDirectory(c.stateDir) { bad("state_dir", "\(c.stateDir) is a system directory; use /var/lib/comfy-sandbox") }
+        if isSystemDirectory(c.sandboxUser.home) || c.sandboxUser.home == "/home" {
+            bad("sandbox_user.home", "\(c.sandboxUser.home) is a system directory; use a dedicated one like /home/comfyui_sandbox")
+        }
+
+        // Repos and revs
+        checkRepo(c.comfyui.repo, "comfyui.repo", allowed: c.git.allowedProtocols, &out)
+        checkRev(c.comfyui.rev, "comfyui.rev", &out)
+        for (i, p) in c.git.allowedProtocols.enumerated() where !knownProtocols.contains(p) {
+            bad("git.allowed_protocols[\(i)]", "\"\(p)\" is not allowed; choose from \(knownProtocols.sorted().joined(separator: ", "))")
+        }
+
+        // Shares
+        var shareNames = Set<String>(), mounts = Set<String>()
+        for (i, s) in c.shares.enumerated() {
+            let k = "shares[\(i)]"
+            if s.name.isEmpty || !s.name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) || !s.name.unicodeScalars.allSatisfy(\.isASCII) {
+                bad("\(k).name", "\"\(s.name)\" must be letters, digits, - and _")
+            }
+            if !shareNames.insert(s.name).inserted { bad("\(k).name", "\"\(s.name)\" is used by another share") }
+            checkAbsolute(s.path, "\(k).path", &out)
+            if isSystemDirectory(s.path) || isInside(s.path, systemDirectories.filter { $0 != "/" }) {
+                bad("\(k).path", "\(s.path) is in a system directory; shares hold user data, e.g. /home/\(c.primaryUser)/...")
+            }
+            if isInside(s.path, [c.comfyui.path]) || isInside(c.comfyui.path, [s.path]) || s.path == c.comfyui.path {
+                bad("\(k).path", "\(s.path) overlaps comfyui.path (\(c.comfyui.path)); shares live outside the installed code")
+            }
+            if isInside(c.stateDir, [s.path]) || s.path == c.stateDir {
+                bad("\(k).path", "\(s.path) contains state_dir; the sandbox could then write the records")
+            }
+            if s.path == c.sandboxUser.home || isInside(c.sandboxUser.home, [s.path]) {
+                bad("\(k).path", "\(s.path) contains the sandbox user's home")
+            }
+            for (j, o) in c.shares.enumerated() where j < i {
+                if o.path == s.path || isInside(s.path, [o.path]) || isInside(o.path, [s.path]) {
+                    bad("\(k).path", "\(s.path) nests with shares[\(j)].path (\(o.path)); shares may not contain each other")
+                }
+            }
+            let m = s.mount
+            if m.isEmpty || m.hasPrefix("/") || m.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) {
+                bad("\(k).mount", "\"\(m)\" must be a relative path inside comfyui.path, without . or .. or empty parts")
+            } else if m == "custom_nodes" || m.hasPrefix("custom_nodes/") || m == ".git" || m.hasPrefix(".git/") {
+                bad("\(k).mount", "\"\(m)\" would replace ComfyUI's own \(m.hasPrefix(".git") ? ".git" : "custom_nodes") directory")
+            } else if !mounts.insert(m).inserted {
+                bad("\(k).mount", "\"\(m)\" is used by another share")
+            }
+        }
+
+        // Custom nodes
+        var nodeNames = Set<String>()
+        for (i, n) in c.customNodes.enumerated() {
+            let k = "custom_nodes[\(i)]"
+            if !isValidNodeName(n.name) {
+                bad("\(k).name", "\"\(n.name)\" must be a plain directory name: letters, digits, . _ -, not starting with . or -")
+            }
+            if !nodeNames.insert(n.name).inserted { bad("\(k).name", "\"\(n.name)\" is used by another node") }
+            checkRepo(n.repo, "\(k).repo", allowed: c.git.allowedProtocols, &out)
+            checkRev(n.rev, "\(k).rev", &out)
+        }
+
+        // Launcher
+        let l = c.launcher
+        if !(1...65535).contains(l.port) { bad("launcher.port", "\(l.port) is not a TCP port (1-65535)") }
+        if !isIPAddress(l.listen) {
+            bad("launcher.listen", "\"\(l.listen)\" is not an IP address; use 127.0.0.1")
+        } else if !isLoopback(l.listen) && !l.allowRemoteListen {
+            bad("launcher.listen", "\(l.listen) would expose ComfyUI beyond this machine; keep 127.0.0.1 and use `ssh -L 8188:127.0.0.1:8188 HOST`, or set launcher.allow_remote_listen to true if you really mean it")
+        }
+        if l.limits.nofile < 64 { bad("launcher.limits.nofile", "\(l.limits.nofile) is too low for ComfyUI (at least 64)") }
+        if l.limits.nproc < 16 { bad("launcher.limits.nproc", "\(l.limits.nproc) is too low for ComfyUI (at least 16)") }
+        for (i, a) in l.extraArgs.enumerated() where a.contains("\0") {
+            bad("launcher.extra_args[\(i)]", "contains a NUL byte")
+        }
+
+        // Models
+        if let cache = c.models.hfCache { checkAbsolute(cache, "models.hf_cache", &out) }
+        for (i, link) in c.models.links.enumerated() {
+            let k = "models.links[\(i)]"
+            let parts = link.repo.split(separator: "/", omittingEmptySubsequences: false)
+            if parts.count != 2 || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+                bad("\(k).repo", "\"\(link.repo)\" must look like \"org/name\"")
+            }
+            if !isSafeRelative(link.file) { bad("\(k).file", "\"\(link.file)\" must be a relative path without . or ..") }
+            if !isSafeRelative(link.dir) { bad("\(k).dir", "\"\(link.dir)\" must be a relative path without . or ..") }
+            if let r = link.rename, r.isEmpty || r.contains("/") || r == "." || r == ".." {
+                bad("\(k).rename", "\"\(r)\" must be a plain file name")
+            }
+            if let r = link.revision, r.isEmpty || r.contains("/") || r.hasPrefix(".") {
+                bad("\(k).revision", "\"\(r)\" must be a commit id or a ref name")
+            }
+        }
+        if !c.models.links.isEmpty && c.models.hfCache == nil {
+            bad("models.hf_cache", "is null but models.links names \(c.models.links.count) link(s); set it to your Hugging Face cache (e.g. /home/\(c.primaryUser)/.cache/huggingface/hub)")
+        }
+        if !c.models.links.isEmpty && c.share(named: "models") == nil {
+            bad("models.links", "needs a share named \"models\" to link into")
+        }
+        return out
+    }
+
+    // MARK: rules, public for tests and other modules
+
+    /// shadow-utils' default NAME_REGEX, and at most 32 bytes.
+    public static func isValidAccountName(_ s: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= 32, let first = s.unicodeScalars.first else { return false }
+        guard first == "_" || ("a"..."z").contains(first) else { return false }
+        let body = s.unicodeScalars.dropFirst()
+        for (i, u) in body.enumerated() {
+            let ok = ("a"..."z").contains(u) || ("0"..."9").contains(u) || u == "_" || u == "-" || (u == "$" && i == body.count - 1)
+            if !ok { return false }
+        }
+        return true
+    }
+
+    static func nameProblem(_ s: String) -> String {
+        "\"\(s)\" is not a valid user or group name (lowercase letter or _ first, then lowercase letters, digits, _ or -, at most 32)"
+    }
+
+    public static func isValidNodeName(_ s: String) -> Bool {
+        guard !s.isEmpty, s.utf8.count <= 128, !s.hasPrefix("."), !s.hasPrefix("-") else { return false }
+        return s.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-"
+        } && !s.hasSuffix(".disabled")
+    }
+
+    /// A normalised absolute path: starts with /, no empty, . or .. parts, no trailing /.
+    public static func isNormalizedAbsolute(_ p: String) -> Bool {
+        guard p.hasPrefix("/") else { return false }
+        if p == "/" { return true }
+        let parts = p.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        return !parts.contains { $0.isEmpty || $0 == "." || $0 == ".." } && !p.contains("\0")
+    }
+
+    static func checkAbsolute(_ p: String, _ key: String, _ out: inout [String]) {
+        if !isNormalizedAbsolute(p) {
+            out.append("\(key): \"\(p)\" must be an absolute path without . or .. parts or a trailing /")
+        }
+    }
+
+    static func isSafeRelative(_ p: String) -> Bool {
+        guard !p.isEmpty, !p.hasPrefix("/"), !p.contains("\0") else { return false }
+        return !p.split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." }
+    }
+
+    /// Is `path` strictly inside one of `dirs`?
+    public static func isInside(_ path: String, _ dirs: [String]) -> Bool {
+        dirs.contains { d in
+            d == "/" ? path != "/" : path.hasPrefix(d + "/")
+        }
+    }
+
+    static func isSystemDirectory(_ p: String) -> Bool { systemDirectories.contains(p) }
+
+    /// The protocol git would use for `url`: a scheme, or ssh for scp-like `host:path`, or file for a path.
+    public static func gitProtocol(of url: String) -> String {
+        if let r = url.range(of: "::"), !url[..<r.lowerBound].contains("/") { return "ext-or-transport-helper" }
+        if let r = url.range(of: "://") { return String(url[..<r.lowerBound]).lowercased() }
+        if url.hasPrefix("/") || url.hasPrefix(".") { return "file" }
+        if let colon = url.firstIndex(of: ":"), !url[..<colon].contains("/") { return "ssh" }
+        return "file"
+    }
+
+    static func checkRepo(_ url: String, _ key: String, allowed: [String], _ out: inout [String]) {
+        if url.isEmpty { out.append("\(key): is empty"); return }
+        if url.hasPrefix("-") {
+            out.append("\(key): \"\(url)\" starts with '-', which git would read as an option; refusing it")
+            return
+        }
+        if url.unicodeScalars.contains(where: { $0.value < 0x20 || $0 == " " || $0.value == 0x7f }) {
+            out.append("\(key): contains whitespace or control characters")
+            return
+        }
+        let proto = gitProtocol(of: url)
+        guard knownProtocols.contains(proto) else {
+            out.append("\(key): \"\(url)\" uses the \(proto) transport, which is never allowed; use an https:// URL")
+            return
+        }
+        if !allowed.contains(proto) {
+            out.append("\(key): \"\(url)\" uses \(proto), which git.allowed_protocols (\(allowed.joined(separator: ", "))) does not allow")
+        }
+    }
+
+    /// A commit id, tag or branch name, as git check-ref-format would take it, never an option.
+    public static func isValidRev(_ rev: String) -> Bool {
+        guard !rev.isEmpty, !rev.hasPrefix("-"), !rev.hasPrefix("/"), !rev.hasSuffix("/"), !rev.hasSuffix("."),
+              !rev.hasSuffix(".lock"), !rev.contains(".."), !rev.contains("@{"), !rev.contains("//"), rev != "@" else { return false }
+        return !rev.unicodeScalars.contains { $0.value < 0x21 || $0.value == 0x7f || "~^:?*[\\".unicodeScalars.contains($0) }
+    }
+
+    static func checkRev(_ rev: String, _ key: String, _ out: inout [String]) {
+        if !isValidRev(rev) {
+            out.append("\(key): \"\(rev)\" is not a commit id, tag or branch name" + (rev.hasPrefix("-") ? " (it starts with '-', which git would read as an option)" : ""))
+        }
+    }
+
+    static func isIPAddress(_ s: String) -> Bool {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
+    }
+
+    public static func isLoopback(_ s: String) -> Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, s, &v4) == 1 { return (UInt32(bigEndian: v4.s_addr) >> 24) == 127 }
+        return s == "::1"
+    }
+}

@@ -1,0 +1,174 @@
+import CSandbox
+import Foundation
+
+/// A file descriptor owned by one object and closed exactly once when it goes.
+public final class OwnedFD: @unchecked Sendable {
+    public let raw: Int32
+    public init(_ raw: Int32) { self.raw = raw }
+    deinit { if raw >= 0 { close(raw) } }
+}
+
+/// One resource limit for the confined child.
+public struct ResourceLimit: Sendable, Equatable {
+    public var resource: Int32
+    public var soft: UInt64
+    public var hard: UInt64
+    public init(_ resource: Int32, soft: UInt64, hard: UInt64) {
+        self.resource = resource
+        self.soft = soft
+        self.hard = hard
+    }
+    public static let infinity = UInt64.max
+}
+
+/// What the child becomes: identity, limits and filters. Built by the
+/// launcher (full confinement) or by installers (at least the identity drop,
+/// no capabilities, no_new_privs). Applied by `cs_spawn_confined` in the
+/// documented order (see Sources/CSandbox/spawn.c).
+public struct Confinement: Sendable {
+    public var uid: uid_t
+    public var gid: gid_t
+    /// Exactly these supplementary groups (the shared group, nothing else).
+    public var groups: [gid_t]
+    public var rlimits: [ResourceLimit] = []
+    public var noNewPrivileges = true
+    public var landlockRuleset: OwnedFD?
+    /// A compiled seccomp BPF program; nil for none.
+    public var seccompProgram: [sock_filter]?
+    /// Join this network namespace before dropping privileges.
+    public var networkNamespace: OwnedFD?
+    public var dieWithParent = true
+    public var umask: mode_t? = 0o007
+
+    public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+    }
+}
+
+extension sock_filter: @retroactive @unchecked Sendable {}
+
+/// A fully described child process.
+public struct SpawnSpec {
+    public var path: String
+    /// argv, including argv[0].
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    public var stdin: Int32 = -1
+    public var stdout: Int32 = -1
+    public var stderr: Int32 = -1
+    /// Become fds 3, 4, ... in the child.
+    public var passFDs: [Int32] = []
+    public var newSession = true
+    /// nil: stay root (root-side helpers such as git and useradd).
+    public var confinement: Confinement?
+
+    public init(path: String, arguments: [String], environment: [String: String], workingDirectory: String? = nil,
+                stdin: Int32 = -1, stdout: Int32 = -1, stderr: Int32 = -1, passFDs: [Int32] = [],
+                newSession: Bool = true, confinement: Confinement? = nil) {
+        self.path = path
+        self.arguments = arguments
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.passFDs = passFDs
+        self.newSession = newSession
+        self.confinement = confinement
+    }
+
+    /// Forks, confines and execs. Returns the child's pid; throws a
+    /// SandboxError naming the step of the drop that failed.
+    public func spawn() throws -> pid_t {
+        var cStrings: [UnsafeMutablePointer<CChar>?] = []
+        defer { for p in cStrings { free(p) } }
+        func cArray(_ list: [String]) -> [UnsafeMutablePointer<CChar>?] {
+            let ptrs = list.map { strdup($0) }
+            cStrings += ptrs
+            return ptrs + [nil]
+        }
+        let argv = cArray(arguments)
+        let envp = cArray(environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        let c = confinement
+        let groups = c?.groups ?? []
+        let limits = (c?.rlimits ?? []).map { cs_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
+        let filter = c?.seccompProgram ?? []
+        var step: Int32 = 0, err: Int32 = 0
+        let pid: pid_t = path.withCString { cPath in
+            (workingDirectory ?? "").withCString { cCwd in
+                argv.withUnsafeBufferPointer { argvBuf in
+                    envp.withUnsafeBufferPointer { envBuf in
+                        passFDs.withUnsafeBufferPointer { passBuf in
+                            groups.withUnsafeBufferPointer { groupBuf in
+                                limits.withUnsafeBufferPointer { limitBuf in
+                                    filter.withUnsafeBufferPointer { filterBuf in
+                                        var spec = cs_spawn_spec()
+                                        spec.path = cPath
+                                        spec.argv = UnsafePointer(argvBuf.baseAddress)
+                                        spec.envp = UnsafePointer(envBuf.baseAddress)
+                                        spec.cwd = workingDirectory == nil ? nil : cCwd
+                                        spec.stdin_fd = stdin
+                                        spec.stdout_fd = stdout
+                                        spec.stderr_fd = stderr
+                                        spec.pass_fds = passBuf.baseAddress
+                                        spec.n_pass_fds = Int32(passFDs.count)
+                                        spec.new_session = newSession ? 1 : 0
+                                        spec.die_with_parent = (c?.dieWithParent ?? false) ? 1 : 0
+                                        spec.netns_fd = c?.networkNamespace?.raw ?? -1
+                                        spec.rlimits = limitBuf.baseAddress
+                                        spec.n_rlimits = Int32(limits.count)
+                                        spec.umask_value = c?.umask.map { Int32($0) } ?? -1
+                                        spec.drop_privileges = c == nil ? 0 : 1
+                                        spec.uid = c?.uid ?? 0
+                                        spec.gid = c?.gid ?? 0
+                                        spec.groups = groupBuf.baseAddress
+                                        spec.n_groups = Int32(groups.count)
+                                        spec.no_new_privs = (c?.noNewPrivileges ?? false) ? 1 : 0
+                                        spec.landlock_ruleset_fd = c?.landlockRuleset?.raw ?? -1
+                                        spec.seccomp_filter = filter.isEmpty ? nil : filterBuf.baseAddress
+                                        spec.seccomp_len = UInt16(filter.count)
+                                        return cs_spawn_confined(&spec, &step, &err)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        guard pid > 0 else {
+            let stepName = String(cString: cs_spawn_step_name(step))
+            let hint: String? = switch step {
+            case Int32(CS_STEP_EXEC.rawValue): "check that \(path) exists and is executable by the user it runs as"
+            case Int32(CS_STEP_LANDLOCK.rawValue): "set launcher.landlock to \"best-effort\" if this kernel cannot enforce Landlock"
+            case Int32(CS_STEP_SECCOMP.rawValue): "set launcher.seccomp to false if this kernel has no seccomp"
+            default: nil
+            }
+            throw SandboxError.failure("could not start \(path): \(stepName) failed: \(Errno(err))", hint: hint)
+        }
+        return pid
+    }
+}
+
+/// The outcome of waiting on a child.
+public enum ChildExit: Equatable, Sendable {
+    case exited(Int32)
+    case signaled(Int32)
+
+    /// The shell convention: status, or 128 + signal.
+    public var code: Int32 {
+        switch self {
+        case .exited(let s): s
+        case .signaled(let sig): 128 + sig
+        }
+    }
+
+    public static func wait(_ pid: pid_t) -> ChildExit {
+        var status: Int32 = 0
+        _ = cs_wait(pid, &status)
+        return cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
+    }
+}

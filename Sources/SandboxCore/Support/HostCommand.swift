@@ -1,0 +1,125 @@
+import CSandbox
+import Foundation
+
+/// Runs a helper program as root (useradd, git, pip...) with an explicit
+/// environment, capturing its output. Nothing is inherited implicitly: the
+/// environment is exactly `environment`, fds beyond 0-2 are closed, and the
+/// child gets its own session when `newSession` is set.
+public struct HostCommand: Sendable {
+    public var path: String
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    /// Bytes written to the child's stdin (nil: /dev/null).
+    public var input: Data?
+
+    public init(_ path: String, _ arguments: [String], environment: [String: String] = HostCommand.minimalEnvironment,
+                workingDirectory: String? = nil, input: Data? = nil) {
+        self.path = path
+        self.arguments = arguments
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.input = input
+    }
+
+    public static let minimalEnvironment: [String: String] = [
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    ]
+
+    public struct Result: Sendable {
+        public var status: Int32
+        public var signal: Int32?
+        public var stdout: Data
+        public var stderr: Data
+        public var succeeded: Bool { signal == nil && status == 0 }
+        public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+        public var stderrText: String { String(decoding: stderr, as: UTF8.self) }
+    }
+
+    /// Runs to completion. Throws only when the program could not be started.
+    @discardableResult
+    public func run(confinement: Confinement? = nil) throws -> Result {
+        var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1], inPipe: [Int32] = [-1, -1]
+        guard cs_pipe_cloexec(&outPipe) == 0, cs_pipe_cloexec(&errPipe) == 0, cs_pipe_cloexec(&inPipe) == 0 else {
+            throw SandboxError.failure("cannot create a pipe to run \(path): \(Errno.current)")
+        }
+        defer { for fd in [outPipe[0], errPipe[0]] where fd >= 0 { close(fd) } }
+        var stdinFD = inPipe[0]
+        if input == nil {
+            close(inPipe[0]); close(inPipe[1]); inPipe = [-1, -1]
+            stdinFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        }
+        let spec = SpawnSpec(path: path, arguments: [path] + arguments, environment: environment,
+                             workingDirectory: workingDirectory,
+                             stdin: stdinFD, stdout: outPipe[1], stderr: errPipe[1],
+                             newSession: true, confinement: confinement)
+        let pid: pid_t
+        do {
+            pid = try spec.spawn()
+        } catch {
+            close(stdinFD); close(outPipe[1]); close(errPipe[1])
+            if inPipe[1] >= 0 { close(inPipe[1]) }
+            throw error
+        }
+        close(stdinFD); close(outPipe[1]); close(errPipe[1])
+        if let input, inPipe[1] >= 0 {
+            // Write stdin on a thread so a child that does not read it cannot deadlock us.
+            let fd = inPipe[1]
+            let data = input
+            Thread.detachNewThread {
+                data.withUnsafeBytes { raw in
+                    var off = 0
+                    while off < raw.count {
+                        let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                        if n < 0 { if errno == EINTR { continue }; break }
+                        off += n
+                    }
+                }
+                close(fd)
+            }
+        }
+        let (out, err) = Self.drain(outPipe[0], errPipe[0])
+        var status: Int32 = 0
+        _ = cs_wait(pid, &status)
+        if cs_wifsignaled(status) != 0 {
+            return Result(status: 128 + cs_wtermsig(status), signal: cs_wtermsig(status), stdout: out, stderr: err)
+        }
+        return Result(status: cs_wexitstatus(status), signal: nil, stdout: out, stderr: err)
+    }
+
+    /// Reads two pipes to EOF with poll(2), so neither can fill and block the child.
+    static func drain(_ a: Int32, _ b: Int32) -> (Data, Data) {
+        var bufs = [Data(), Data()]
+        var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var open = 2
+        while open > 0 {
+            let r = poll(&fds, 2, -1)
+            if r < 0 { if errno == EINTR { continue }; break }
+            for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
+                let n = read(fds[i].fd, &chunk, chunk.count)
+                if n > 0 {
+                    bufs[i].append(contentsOf: chunk[0..<n])
+                } else if n == 0 || (errno != EINTR && errno != EAGAIN) {
+                    fds[i].fd = -1
+                    open -= 1
+                }
+            }
+        }
+        return (bufs[0], bufs[1])
+    }
+
+    /// Runs and throws a failure naming the command and its stderr when it exits non-zero.
+    @discardableResult
+    public func check(_ what: String, confinement: Confinement? = nil) throws -> Result {
+        let r = try run(confinement: confinement)
+        guard r.succeeded else {
+            let detail = r.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw SandboxError.failure("\(what) failed: \(([path] + arguments).joined(separator: " ")) exited \(r.status)"
+                                       + (detail.isEmpty ? "" : ": \(detail)"))
+        }
+        return r
+    }
+}

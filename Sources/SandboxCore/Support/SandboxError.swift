@@ -1,0 +1,68 @@
+import Foundation
+
+/// The process exit codes fixed by the contract.
+public enum ExitStatus: Int32, Sendable {
+    case success = 0
+    case failure = 1
+    /// A check found a problem: verify-models mismatch, check-sandbox escape,
+    /// scan-nodes --fail-on finding.
+    case problem = 3
+    case usage = 64
+    /// The config is invalid; nothing on disk was changed.
+    case invalidConfig = 65
+}
+
+/// The one user-facing error type. `message` says what happened, `hint` what to
+/// do about it, and `cause` keeps the low-level error for `--verbose` output.
+public struct SandboxError: Error, CustomStringConvertible, Sendable {
+    public var status: ExitStatus
+    public var message: String
+    public var hint: String?
+    public var cause: String?
+
+    public init(_ status: ExitStatus = .failure, _ message: String, hint: String? = nil, cause: (any Error)? = nil) {
+        self.status = status
+        self.message = message
+        self.hint = hint
+        self.cause = cause.map { String(describing: $0) }
+    }
+
+    public static func config(_ message: String, hint: String? = nil) -> SandboxError {
+        SandboxError(.invalidConfig, message, hint: hint)
+    }
+
+    public static func failure(_ message: String, hint: String? = nil, cause: (any Error)? = nil) -> SandboxError {
+        SandboxError(.failure, message, hint: hint, cause: cause)
+    }
+
+    public var description: String {
+        var s = message
+        if let hint { s += "\n  hint: \(hint)" }
+        return s
+    }
+}
+
+/// A saved errno with its name; save it right after the failing call.
+public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
+    public var rawValue: Int32
+    public init(_ rawValue: Int32) { self.rawValue = rawValue }
+    /// The calling thread's errno, read at once.
+    public static var current: Errno { Errno(errno) }
+
+    public static let noEntry = Errno(ENOENT)
+    public static let exists = Errno(EEXIST)
+    public static let interrupted = Errno(EINTR)
+    public static let loop = Errno(ELOOP)
+    public static let crossDevice = Errno(EXDEV)
+    public static let notDirectory = Errno(ENOTDIR)
+    public static let permission = Errno(EPERM)
+    public static let access = Errno(EACCES)
+    public static let wouldBlock = Errno(EWOULDBLOCK)
+
+    public var description: String { String(cString: strerror(rawValue)) }
+}
+
+/// Standard error, unbuffered.
+public func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+}
