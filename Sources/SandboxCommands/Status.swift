@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SandboxCore
 
 public struct Status: ParsableCommand {
@@ -7,9 +8,26 @@ public struct Status: ParsableCommand {
         abstract: "Report what is provisioned, what drifted, what runs and what is enforced."
     )
     @OptionGroup public var options: ConfigOptions
+    @OptionGroup public var output: OutputOptions
     public init() {}
 
     public func run() throws {
-        throw SandboxError.failure("status is not implemented yet")
+        let config = try options.load()
+        let items = StatusReport.gather(config)
+        if output.json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try e.encode(items), as: UTF8.self))
+        } else {
+            var section = ""
+            for item in items {
+                if item.section != section {
+                    section = item.section
+                    print("\(section):")
+                }
+                print("  \(item.ok ? " " : "!") \(item.key): \(item.value)")
+            }
+        }
+        if items.contains(where: { !$0.ok }) { throw ExitCode(3) }
     }
 }

@@ -1,0 +1,5 @@
+import Foundation
+
+public enum ModelsStatus {
+    public static func items(_ config: Config) -> [StatusItem] { [] }
+}

@@ -1,0 +1,23 @@
+import Foundation
+
+/// One line of `status`: a section, a key, its value and whether it is as it should be.
+public struct StatusItem: Codable, Sendable, Equatable {
+    public var section: String
+    public var key: String
+    public var value: String
+    public var ok: Bool
+    public init(_ section: String, _ key: String, _ value: String, ok: Bool = true) {
+        self.section = section
+        self.key = key
+        self.value = value
+        self.ok = ok
+    }
+}
+
+/// `status` gathers its sections from each area: provisioning and drift,
+/// the launcher and what it enforces, the models manifest.
+public enum StatusReport {
+    public static func gather(_ config: Config) -> [StatusItem] {
+        ProvisionStatus.items(config) + LauncherStatus.items(config) + ModelsStatus.items(config)
+    }
+}
