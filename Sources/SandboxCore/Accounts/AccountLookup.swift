@@ -36,8 +36,8 @@ public enum AccountLookup {
     }
 
     public static func group(_ name: String) -> Group? {
-        var gr = group()
-        var result: UnsafeMutablePointer<group>?
+        var gr = Glibc.group()
+        var result: UnsafeMutablePointer<Glibc.group>?
         var buf = [CChar](repeating: 0, count: 65536)
         guard getgrnam_r(name, &gr, &buf, buf.count, &result) == 0, result != nil else { return nil }
         var members: [String] = []

@@ -13,7 +13,7 @@ public enum SandboxConfinement {
         var c = Confinement(uid: id.user.uid, gid: id.user.gid, groups: id.groups)
         c.rlimits = [
             ResourceLimit(Int32(RLIMIT_NOFILE.rawValue), soft: config.launcher.limits.nofile, hard: config.launcher.limits.nofile),
-            ResourceLimit(Int32(RLIMIT_NPROC.rawValue), soft: config.launcher.limits.nproc, hard: config.launcher.limits.nproc),
+            ResourceLimit(Int32(__RLIMIT_NPROC.rawValue), soft: config.launcher.limits.nproc, hard: config.launcher.limits.nproc),
             ResourceLimit(Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
         ]
         return c
