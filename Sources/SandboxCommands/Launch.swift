@@ -1,15 +1,63 @@
 import ArgumentParser
+import Foundation
 import SandboxCore
 
 public struct Launch: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "launch",
-        abstract: "Run ComfyUI in the foreground under the confinement."
+        abstract: "Run ComfyUI in the foreground under the confinement.",
+        discussion: """
+        loopback-only (the default): ComfyUI runs in its own network namespace
+        with only loopback; a relay without privileges serves it on the host's
+        launcher.listen:launcher.port. host: ComfyUI binds it itself.
+        SIGTERM/SIGINT are passed to ComfyUI; the RAM temp is removed and the
+        exit status is ComfyUI's.
+        """
     )
     @OptionGroup public var options: ConfigOptions
     public init() {}
 
     public func run() throws {
-        throw SandboxError.failure("launch is not implemented yet")
+        Launcher.blockSignals()
+        try requireRoot("launch")
+        let config = try options.load()
+        if let pid = LauncherPidFile.running(config) {
+            throw SandboxError.failure("ComfyUI is already running under comfy-sandbox (pid \(pid))",
+                                       hint: "comfy-sandbox stop")
+        }
+        let port = UInt16(clamping: config.launcher.port)
+        // Bind the host side first: a busy port fails before anything starts.
+        let listening = config.launcher.network == .loopbackOnly
+            ? try Relay.listen(host: config.launcher.listen, port: port) : nil
+        let session = try Launcher.prepare(config, purpose: .launch)
+        defer { session.cleanup() }
+        session.printNotes()
+        try LauncherPidFile.write(config)
+        defer { LauncherPidFile.remove(config) }
+
+        let argv = Launcher.comfyArguments(config, session: session)
+        printError("comfy-sandbox: starting ComfyUI as \(config.sandboxUser.name): \(argv.joined(separator: " "))")
+        let spec = SpawnSpec(path: argv[0], arguments: argv, environment: session.environment,
+                             workingDirectory: session.workingDirectory, newSession: true, confinement: session.confinement)
+        let pid = try spec.spawn()
+        var companions: [pid_t] = []
+        if let listening {
+            do {
+                companions.append(try Relay.spawn(listening: listening, targetPort: port,
+                                                  networkNamespace: session.confinement.networkNamespace, config: config))
+            } catch {
+                kill(pid, SIGTERM)
+                _ = ChildExit.wait(pid)
+                throw error
+            }
+            printError("comfy-sandbox: serving http://\(config.launcher.listen):\(port)/ through the relay (egress locked to the sandbox's loopback)")
+        } else {
+            printError("comfy-sandbox: ComfyUI listens on http://\(config.launcher.listen):\(port)/ (launcher.network = host)")
+        }
+        let exit = Launcher.supervise(main: pid, companions: companions)
+        session.cleanup()
+        LauncherPidFile.remove(config)
+        printError("comfy-sandbox: ComfyUI exited (\(exit.code))")
+        if exit.code != 0 { throw ExitCode(exit.code) }
     }
 }

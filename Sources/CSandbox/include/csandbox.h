@@ -165,6 +165,28 @@ long cs_syscall6(long nr, long a, long b, long c, long d, long e, long f);
 extern const long CS_X32_SYSCALL_BIT;
 int cs_errno(void);
 
+
+// MARK: launcher area (Sources/CSandbox/launcher.c)
+/// memfd_create(name, MFD_CLOEXEC): where the seccomp BPF is exported to.
+int cs_memfd(const char *name);
+/// personality(2), raw.
+long cs_personality(unsigned long persona);
+/// Runs syscall(nr, a..f) in a forked child (for calls that may kill the
+/// caller). Returns the raw wait status; *out_errno is the call's errno or 0
+/// (-1 when the child died before reporting).
+int cs_probe_syscall_in_child(long nr, long a, long b, long c, long d, long e, long f, int *out_errno);
+/// clone(flags|SIGCHLD); the child exits at once. 0 when it worked.
+int cs_clone_probe(unsigned long flags, int *out_errno);
+int cs_ioctl_int(int fd, unsigned long request, long arg);
+/// Blocks `sigs` in the calling thread / waits for one of them.
+int cs_block_signals(const int *sigs, int n);
+int cs_sigwait_launcher(const int *sigs, int n, int *out_sig);
+/// waitpid(pid, status, WNOHANG): the pid when it exited, 0 when still running.
+int cs_waitpid_nohang(pid_t pid, int *status);
+extern const int CS_O_PATH;
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
+int cs_accept_cloexec(int fd);
+
 #ifdef __cplusplus
 }
 #endif

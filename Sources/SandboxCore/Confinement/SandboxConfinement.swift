@@ -1,3 +1,4 @@
+import CSandbox
 import Foundation
 
 /// The entry points every part of the tool uses to confine a child.
@@ -12,16 +13,57 @@ public enum SandboxConfinement {
         let id = try AccountLookup.sandboxIdentity(config)
         var c = Confinement(uid: id.user.uid, gid: id.user.gid, groups: id.groups)
         c.rlimits = [
-            ResourceLimit(Int32(RLIMIT_NOFILE.rawValue), soft: config.launcher.limits.nofile, hard: config.launcher.limits.nofile),
-            ResourceLimit(Int32(__RLIMIT_NPROC.rawValue), soft: config.launcher.limits.nproc, hard: config.launcher.limits.nproc),
+            limit(Int32(RLIMIT_NOFILE.rawValue), config.launcher.limits.nofile),
+            limit(Int32(__RLIMIT_NPROC.rawValue), config.launcher.limits.nproc),
+            // No core dumps: a core file of ComfyUI would hold model weights
+            // and whatever secrets a node had in memory.
             ResourceLimit(Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
+            // No RLIMIT_AS: CUDA reserves terabytes of virtual address space.
         ]
         return c
     }
 
+    /// `wanted` as soft and hard limit, clamped to the current hard limit
+    /// when we cannot raise it (no CAP_SYS_RESOURCE, e.g. inside a
+    /// container): setrlimit would otherwise fail the whole drop.
+    static func limit(_ resource: Int32, _ wanted: UInt64) -> ResourceLimit {
+        var caps = cs_capsets()
+        let canRaise = cs_capget_self(&caps) == 0 && caps.effective & (1 << 24) != 0   // CAP_SYS_RESOURCE
+        var current = rlimit()
+        var value = wanted
+        if !canRaise, getrlimit(__rlimit_resource_t(UInt32(resource)), &current) == 0, UInt64(current.rlim_max) < wanted {
+            value = UInt64(current.rlim_max)
+        }
+        return ResourceLimit(resource, soft: value, hard: value)
+    }
+
     /// For pip/uv installs into a staging directory: writable only there (and
     /// the sandbox's temp), network as the host has it.
+    ///
+    /// Writable paths get read, write and execute (a venv's bin/, build
+    /// tools run from a staging temp); the rest of the file system is what
+    /// ComfyUI itself may read. The network is the host's (pip downloads),
+    /// and Landlock leaves TCP unhandled. Landlock follows launcher.landlock
+    /// (ABI 0 with `true` refuses, as for the launcher); seccomp follows
+    /// launcher.seccomp.
     public static func forInstall(_ config: Config, writable: [String]) throws -> Confinement {
-        try basic(config)
+        var c = try basic(config)
+        if config.launcher.landlock != .off {
+            var rules = Launcher.rules(config, purpose: .run, temp: config.sandboxUser.home,
+                                       gpu: GPUSelection(indexes: [], deviceNodes: [], cudaVisibleDevices: "", note: nil))
+            // Shares are not needed for an install and may not exist yet.
+            let sharePaths = Set(config.shares.map(\.path))
+            rules.removeAll { sharePaths.contains($0.path) }
+            for path in writable { rules.append(Landlock.PathRule(path, Landlock.FS.readWrite.union(.execute))) }
+            let (ruleset, summary) = try Landlock.ruleset(rules, net: nil)
+            if ruleset == nil && config.launcher.landlock == .enforce {
+                throw SandboxError.failure("this kernel cannot enforce Landlock (ABI 0) and launcher.landlock is true",
+                                           hint: "set launcher.landlock to \"best-effort\" to install without it")
+            }
+            _ = summary
+            c.landlockRuleset = ruleset
+        }
+        if config.launcher.seccomp { c.seccompProgram = try Seccomp.program() }
+        return c
     }
 }

@@ -1,0 +1,188 @@
+import CSandbox
+import Foundation
+
+/// Landlock: which files the confined child may touch and which TCP ports it
+/// may bind or connect to, enforced by the kernel for the child and all its
+/// descendants. The parent (root) builds the ruleset from fds it opens with
+/// O_PATH|O_CLOEXEC; the child only calls landlock_restrict_self.
+public enum Landlock {
+    /// Filesystem access rights, by the ABI that introduced them.
+    public struct FS: OptionSet, Sendable, Hashable {
+        public let rawValue: UInt64
+        public init(rawValue: UInt64) { self.rawValue = rawValue }
+        public static let execute = FS(rawValue: 1 << 0)
+        public static let writeFile = FS(rawValue: 1 << 1)
+        public static let readFile = FS(rawValue: 1 << 2)
+        public static let readDir = FS(rawValue: 1 << 3)
+        public static let removeDir = FS(rawValue: 1 << 4)
+        public static let removeFile = FS(rawValue: 1 << 5)
+        public static let makeChar = FS(rawValue: 1 << 6)
+        public static let makeDir = FS(rawValue: 1 << 7)
+        public static let makeReg = FS(rawValue: 1 << 8)
+        public static let makeSock = FS(rawValue: 1 << 9)
+        public static let makeFifo = FS(rawValue: 1 << 10)
+        public static let makeBlock = FS(rawValue: 1 << 11)
+        public static let makeSym = FS(rawValue: 1 << 12)
+        public static let refer = FS(rawValue: 1 << 13)       // ABI 2
+        public static let truncate = FS(rawValue: 1 << 14)    // ABI 3
+        public static let ioctlDev = FS(rawValue: 1 << 15)    // ABI 5
+
+        /// Every right the given ABI knows: these are all handled, so anything
+        /// not granted by a rule is refused.
+        public static func handled(abi: Int) -> FS {
+            var all = FS(rawValue: (1 << 13) - 1)
+            if abi >= 2 { all.insert(.refer) }
+            if abi >= 3 { all.insert(.truncate) }
+            if abi >= 5 { all.insert(.ioctlDev) }
+            return all
+        }
+        /// Rights that make sense on a regular file (the kernel rejects the others there).
+        public static let fileRights: FS = [.execute, .writeFile, .readFile, .truncate, .ioctlDev]
+
+        public static let read: FS = [.readFile, .readDir]
+        public static let readExecute: FS = [.readFile, .readDir, .execute]
+        /// Read-write for data: everything but exec and device nodes. Writable
+        /// places are not executable: a payload dropped there cannot be run.
+        public static let readWrite: FS = [.readFile, .readDir, .writeFile, .truncate, .removeDir, .removeFile,
+                                           .makeDir, .makeReg, .makeSock, .makeFifo, .makeSym, .refer]
+        public static let device: FS = [.readFile, .writeFile, .truncate]
+        public static let gpuDevice: FS = [.readFile, .writeFile, .ioctlDev]
+    }
+
+    public static let netBindTCP: UInt64 = 1 << 0       // ABI 4
+    public static let netConnectTCP: UInt64 = 1 << 1    // ABI 4
+    public static let scopeAbstractUnixSocket: UInt64 = 1 << 0   // ABI 6
+    public static let scopeSignal: UInt64 = 1 << 1               // ABI 6
+
+    /// The kernel's Landlock ABI version, 0 when Landlock is absent or off.
+    public static var abi: Int { Int(max(0, cs_landlock_abi())) }
+
+    /// One path rule, as asked for and as added.
+    public struct PathRule: Sendable, Equatable {
+        public var path: String
+        public var access: FS
+        /// A missing path is skipped with a note unless `required` (a share).
+        public var required: Bool
+        public init(_ path: String, _ access: FS, required: Bool = false) {
+            self.path = path
+            self.access = access
+            self.required = required
+        }
+    }
+
+    /// The network policy (ABI >= 4).
+    public struct NetPolicy: Sendable, Equatable {
+        /// nil: bind is not handled (any port); else only these ports.
+        public var bindPorts: [UInt16]?
+        /// nil: connect is not handled (anywhere); else only these ports.
+        public var connectPorts: [UInt16]?
+        public init(bindPorts: [UInt16]?, connectPorts: [UInt16]?) {
+            self.bindPorts = bindPorts
+            self.connectPorts = connectPorts
+        }
+    }
+
+    /// What a built ruleset does, and what it could not do on this kernel.
+    public struct Summary: Sendable {
+        public var abi: Int
+        public var added: [PathRule] = []
+        public var skipped: [String] = []
+        public var notEnforced: [String] = []
+        public var net: NetPolicy?
+        public var scoped: Bool = false
+    }
+
+    /// Builds a ruleset fd for `rules` and `net`. Throws when a required path
+    /// is missing or the kernel refuses a rule. On ABI 0 returns nil (the
+    /// caller decides whether that is acceptable).
+    public static func ruleset(_ rules: [PathRule], net: NetPolicy?, scope: Bool = true,
+                               abi: Int = Landlock.abi) throws -> (OwnedFD?, Summary) {
+        var summary = Summary(abi: abi)
+        guard abi > 0 else {
+            summary.notEnforced = ["filesystem rules", "TCP bind/connect rules", "abstract-socket and signal scoping"]
+            return (nil, summary)
+        }
+        let handled = FS.handled(abi: abi)
+        if abi < 2 { summary.notEnforced.append("REFER (moving files between directories; ABI 2)") }
+        if abi < 3 { summary.notEnforced.append("TRUNCATE (ABI 3)") }
+        if abi < 5 { summary.notEnforced.append("IOCTL_DEV (device ioctls; ABI 5)") }
+
+        var handledNet: UInt64 = 0
+        if let net {
+            if abi >= 4 {
+                if net.bindPorts != nil { handledNet |= netBindTCP }
+                if net.connectPorts != nil { handledNet |= netConnectTCP }
+                summary.net = net
+            } else {
+                summary.notEnforced.append("TCP bind/connect rules (ABI 4)")
+            }
+        }
+        var scoped: UInt64 = 0
+        if scope {
+            if abi >= 6 {
+                scoped = scopeAbstractUnixSocket | scopeSignal
+                summary.scoped = true
+            } else {
+                summary.notEnforced.append("abstract-socket and signal scoping (ABI 6)")
+            }
+        }
+
+        let fd = cs_landlock_create_ruleset(handled.rawValue, handledNet, scoped)
+        guard fd >= 0 else {
+            throw SandboxError.failure("landlock_create_ruleset failed: \(Errno.current)",
+                                       hint: "set launcher.landlock to \"best-effort\" to start without it")
+        }
+        let ruleset = OwnedFD(fd)
+
+        for rule in rules {
+            // O_PATH: no read permission needed and nothing is opened for I/O;
+            // the rule attaches to the inode this fd names, so what we checked
+            // is what gets the rule.
+            let pfd = open(rule.path, CS_O_PATH | O_CLOEXEC)
+            if pfd < 0 {
+                let e = Errno.current
+                if rule.required {
+                    throw SandboxError.failure("cannot open \(rule.path) for its Landlock rule: \(e)",
+                                               hint: "check the share's path in the config, or run `comfy-sandbox provision`")
+                }
+                summary.skipped.append("\(rule.path) (\(e))")
+                continue
+            }
+            defer { close(pfd) }
+            var st = stat()
+            guard fstat(pfd, &st) == 0 else { throw SandboxError.failure("fstat \(rule.path): \(Errno.current)") }
+            var access = rule.access.intersection(handled)
+            if (st.st_mode & S_IFMT) != S_IFDIR { access = access.intersection(.fileRights) }
+            guard !access.isEmpty else { continue }
+            if cs_landlock_add_path_rule(fd, pfd, access.rawValue) != 0 {
+                throw SandboxError.failure("landlock_add_rule for \(rule.path) failed: \(Errno.current)")
+            }
+            summary.added.append(PathRule(rule.path, access, required: rule.required))
+        }
+        if handledNet != 0, let net {
+            for port in net.bindPorts ?? [] where cs_landlock_add_net_port_rule(fd, UInt64(port), netBindTCP) != 0 {
+                throw SandboxError.failure("Landlock bind rule for port \(port) failed: \(Errno.current)")
+            }
+            for port in net.connectPorts ?? [] where cs_landlock_add_net_port_rule(fd, UInt64(port), netConnectTCP) != 0 {
+                throw SandboxError.failure("Landlock connect rule for port \(port) failed: \(Errno.current)")
+            }
+        }
+        return (ruleset, summary)
+    }
+
+    /// The files this process has mapped (its binary and shared libraries),
+    /// read from /proc/self/maps: what a re-executed copy of it needs to
+    /// read and execute to start under Landlock, and nothing else.
+    public static func selfMappedFiles() -> [String] {
+        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
+        var seen = Set<String>()
+        var files: [String] = []
+        for line in maps.split(separator: "\n") {
+            guard let slash = line.firstIndex(of: "/") else { continue }
+            let path = String(line[slash...])
+            if path.hasSuffix(" (deleted)") || path.hasPrefix("/dev/") || path.hasPrefix("/memfd:") { continue }
+            if seen.insert(path).inserted { files.append(path) }
+        }
+        return files
+    }
+}

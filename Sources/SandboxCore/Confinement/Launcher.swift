@@ -1,0 +1,437 @@
+import CSandbox
+import Foundation
+
+/// The one path from root to a confined ComfyUI, shared by `run`, `launch`,
+/// `shell` and `check-sandbox`:
+///
+///  1. as root, prepare: the sandbox home, a per-run RAM temp, the GPU device
+///     nodes, the loopback-only network namespace;
+///  2. build the confinement: identity, limits, the Landlock ruleset (from
+///     O_PATH fds opened here), the seccomp program;
+///  3. build the environment from nothing;
+///  4. `SpawnSpec.spawn()` runs the ordered drop in C after fork
+///     (Sources/CSandbox/spawn.c) and execs;
+///  5. afterwards, `Session.cleanup()` removes the RAM temp; the namespace
+///     goes with the last fd and process.
+public enum Launcher {
+    /// What the session is for: decides a few extra rules.
+    public enum Purpose: Sendable, Equatable {
+        case run, launch, shell
+        /// check-sandbox: the tool re-executes itself inside, so its own
+        /// binary and libraries must be readable and executable.
+        case check
+    }
+
+    /// This executable, resolved once at start: /proc/self/exe can later
+    /// point at a replaced file.
+    public static let selfExecutable: String = {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }()
+    /// The files mapped at start (binary + libraries), for self re-execution under Landlock.
+    public static let selfMappedFiles: [String] = Landlock.selfMappedFiles()
+
+    /// Prepared resources and the confinement built on them.
+    public final class Session: @unchecked Sendable {
+        public let config: Config
+        public var confinement: Confinement
+        public var environment: [String: String]
+        public let tempDir: String
+        let removeTempDir: Bool
+        public var gpu: GPUSelection
+        public var landlock: Landlock.Summary?
+        public var seccompOn: Bool
+        public var notes: [String] = []
+        public var workingDirectory: String
+
+        init(config: Config, confinement: Confinement, environment: [String: String], tempDir: String, removeTempDir: Bool,
+             gpu: GPUSelection, landlock: Landlock.Summary?, seccompOn: Bool, workingDirectory: String) {
+            self.config = config
+            self.confinement = confinement
+            self.environment = environment
+            self.tempDir = tempDir
+            self.removeTempDir = removeTempDir
+            self.gpu = gpu
+            self.landlock = landlock
+            self.seccompOn = seccompOn
+            self.workingDirectory = workingDirectory
+        }
+
+        /// Removes the per-run RAM temp. Safe to call twice.
+        public func cleanup() {
+            if removeTempDir { FileTree.removeTree(tempDir) }
+            confinement.networkNamespace = nil
+            confinement.landlockRuleset = nil
+        }
+
+        /// Writes the notes (what is not enforced, what is missing) to stderr.
+        public func printNotes() {
+            for note in notes { printError("comfy-sandbox: \(note)") }
+        }
+    }
+
+    /// Prepares everything as root and builds the confinement.
+    public static func prepare(_ config: Config, purpose: Purpose) throws -> Session {
+        guard geteuid() == 0 else {
+            throw SandboxError.failure("the launcher must start as root to drop to the sandbox user", hint: "run it with sudo")
+        }
+        let id = try AccountLookup.sandboxIdentity(config)
+        var confinement = try SandboxConfinement.basic(config)
+        var notes: [String] = []
+
+        // Home: must exist (provision makes it); created here only when missing.
+        let home = config.sandboxUser.home
+        try FileTree.ensureOwnedDirectory(home, uid: id.user.uid, gid: id.user.gid, mode: 0o700)
+
+        // RAM temp: a fresh directory per run, owned by the sandbox user, 0700.
+        let temp: String
+        let removeTemp: Bool
+        if config.launcher.ramTemp {
+            temp = try FileTree.makeTempDirectory(in: "/dev/shm", prefix: "comfy-sandbox.\(id.user.name).",
+                                                  uid: id.user.uid, gid: id.user.gid)
+            removeTemp = true
+        } else {
+            temp = home + "/tmp"
+            try FileTree.ensureOwnedDirectory(temp, uid: id.user.uid, gid: id.user.gid, mode: 0o700)
+            removeTemp = false
+        }
+
+        let gpu = GPUSelection.select(config.launcher.gpu, prepareNodes: true)
+        if let note = gpu.note { notes.append(note) }
+
+        // Network: loopback-only gets its own namespace with only `lo`.
+        if config.launcher.network == .loopbackOnly {
+            let fd = cs_new_loopback_netns()
+            guard fd >= 0 else {
+                FileTree.removeTree(temp)
+                throw SandboxError.failure("cannot create the loopback-only network namespace: \(Errno.current)",
+                                           hint: "the launcher needs CAP_SYS_ADMIN and CAP_NET_ADMIN; or set launcher.network to \"host\"")
+            }
+            confinement.networkNamespace = OwnedFD(fd)
+        }
+
+        // Landlock.
+        var summary: Landlock.Summary?
+        if config.launcher.landlock != .off {
+            let (ruleset, s) = try Landlock.ruleset(rules(config, purpose: purpose, temp: temp, gpu: gpu),
+                                                    net: netPolicy(config))
+            summary = s
+            if ruleset == nil {
+                if config.launcher.landlock == .enforce {
+                    FileTree.removeTree(temp)
+                    throw SandboxError.failure("this kernel cannot enforce Landlock (ABI 0) and launcher.landlock is true",
+                                               hint: "boot with lsm=...,landlock, or set launcher.landlock to \"best-effort\" to start without it")
+                }
+                notes.append("WARNING: Landlock is NOT enforced (kernel ABI 0, launcher.landlock = \"best-effort\"): no filesystem or port rules")
+            } else if !s.notEnforced.isEmpty {
+                let msg = "Landlock ABI \(s.abi): not enforced on this kernel: " + s.notEnforced.joined(separator: "; ")
+                if config.launcher.landlock == .enforce && s.abi < 1 {
+                    throw SandboxError.failure(msg)
+                }
+                notes.append("WARNING: " + msg)
+            }
+            confinement.landlockRuleset = ruleset
+        } else {
+            notes.append("WARNING: Landlock is OFF (launcher.landlock = false): the sandbox user's file permissions are the only file boundary")
+        }
+
+        // Seccomp, last in the child.
+        if config.launcher.seccomp {
+            confinement.seccompProgram = try Seccomp.program()
+        } else {
+            notes.append("WARNING: seccomp is OFF (launcher.seccomp = false): mount/ptrace/bpf/keyctl/io_uring... are only stopped by the missing capabilities")
+        }
+
+        let env = environment(config, home: home, temp: temp, gpu: gpu)
+        let cwd = FileManager.default.fileExists(atPath: config.comfyui.path) && purpose == .launch ? config.comfyui.path : home
+        let session = Session(config: config, confinement: confinement, environment: env, tempDir: temp, removeTempDir: removeTemp,
+                              gpu: gpu, landlock: summary, seccompOn: config.launcher.seccomp, workingDirectory: cwd)
+        session.notes = notes
+        return session
+    }
+
+    /// The port policy: bind only on launcher.port. In loopback-only mode
+    /// connect is also limited to launcher.port: the namespace holds nothing
+    /// else worth reaching, and if the namespace were ever escaped this still
+    /// keeps TCP connects to the host's services closed. In host mode connect
+    /// is not handled (ComfyUI and nodes may fetch over the network).
+    static func netPolicy(_ config: Config) -> Landlock.NetPolicy {
+        let port = UInt16(clamping: config.launcher.port)
+        switch config.launcher.network {
+        case .loopbackOnly: return Landlock.NetPolicy(bindPorts: [port], connectPorts: [port])
+        case .host: return Landlock.NetPolicy(bindPorts: [port], connectPorts: nil)
+        }
+    }
+
+    /// Real path of a Python's installation prefix (…/bin/python → …).
+    static func pythonPrefix(_ python: String) -> String? {
+        guard let real = realpath(python, nil) else { return nil }
+        defer { free(real) }
+        let path = String(cString: real)
+        let prefix = ((path as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+        return prefix == "/" || prefix.isEmpty ? nil : prefix
+    }
+
+    /// The Landlock path rules for a session.
+    public static func rules(_ config: Config, purpose: Purpose, temp: String, gpu: GPUSelection) -> [Landlock.PathRule] {
+        typealias R = Landlock.PathRule
+        var rules: [R] = []
+        // System: programs and libraries, read and execute; /etc read-only.
+        for dir in ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"] { rules.append(R(dir, .readExecute)) }
+        rules.append(R("/etc", .read))
+        // Python: its real prefix (may live outside /usr, e.g. /opt/conda) and the venv.
+        for python in [config.comfyui.python, config.venvPath + "/bin/python"] {
+            if let prefix = pythonPrefix(python), !prefix.hasPrefix("/usr/") && prefix != "/usr" {
+                rules.append(R(prefix, .readExecute))
+            }
+        }
+        rules.append(R(config.venvPath, .readExecute))
+        // ComfyUI's code: read and execute, never write...
+        rules.append(R(config.comfyui.path, .readExecute))
+        // ...except its user directory (settings) and nodes marked writable.
+        rules.append(R(config.comfyui.path + "/user", .readWrite))
+        for node in config.customNodes where node.writable && node.enabled {
+            rules.append(R(config.customNodesDir + "/" + node.name, .readWrite))
+        }
+        // Shares at their real paths (ComfyUI reaches them through the
+        // comfyui.path/<mount> links; Landlock checks the resolved file).
+        for share in config.shares {
+            rules.append(R(share.path, share.access.writable ? .readWrite : .read, required: true))
+        }
+        // The sandbox's own places.
+        rules.append(R(config.sandboxUser.home, .readWrite))
+        rules.append(R(temp, .readWrite))
+        rules.append(R("/dev/shm", .readWrite))
+        for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"] {
+            rules.append(R(dev, .device))
+        }
+        if purpose == .shell {
+            rules.append(R("/dev/tty", Landlock.FS.device.union(.ioctlDev)))
+            rules.append(R("/dev/pts", Landlock.FS.device.union(.ioctlDev)))
+        }
+        // GPUs: each allowed node read-write plus device ioctls (the CUDA driver
+        // talks to the kernel module only through ioctl and mmap).
+        for node in gpu.deviceNodes { rules.append(R(node, .gpuDevice)) }
+        // /proc: CUDA and PyTorch name their threads through
+        // /proc/self/task/TID/comm and read /proc/driver/nvidia, /proc/self/maps,
+        // /proc/cpuinfo. Landlock rules attach to inodes, not to "self", so the
+        // narrowest rule that works is read + write_file on /proc; other
+        // processes' files stay closed by ptrace access checks (different uid,
+        // no capabilities) and /proc/sys by file modes.
+        rules.append(R("/proc", [.readFile, .readDir, .writeFile]))
+        // /sys, read-only, only what torch and the CUDA driver read: CPU and
+        // NUMA topology, PCI devices, the nvidia module's parameters, cgroup
+        // CPU quota, transparent huge pages.
+        for dir in ["/sys/devices", "/sys/bus", "/sys/module", "/sys/fs/cgroup", "/sys/kernel/mm/transparent_hugepage"] {
+            rules.append(R(dir, .read))
+        }
+        if purpose == .check {
+            // Exactly this binary and the libraries it has mapped.
+            for file in selfMappedFiles { rules.append(R(file, [.readFile, .execute])) }
+        }
+        return rules
+    }
+
+    /// The environment, built from nothing.
+    public static func environment(_ config: Config, home: String, temp: String, gpu: GPUSelection) -> [String: String] {
+        var path = "/usr/local/bin:/usr/bin:/bin"
+        var env: [String: String] = [
+            "HOME": home,
+            "LANG": "C.UTF-8",
+            "TMPDIR": temp,
+            "USER": config.sandboxUser.name,
+            "LOGNAME": config.sandboxUser.name,
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "CUDA_CACHE_PATH": home + "/.cache/nv/ComputeCache",
+            "TRITON_CACHE_DIR": home + "/.cache/triton",
+            "DO_NOT_TRACK": "1",
+        ]
+        if config.launcher.network == .loopbackOnly { env["HF_HUB_OFFLINE"] = "1" }
+        if FileManager.default.isExecutableFile(atPath: config.venvPath + "/bin/python") {
+            env["VIRTUAL_ENV"] = config.venvPath
+            path = config.venvPath + "/bin:" + path
+        }
+        env["PATH"] = path
+        env["CUDA_VISIBLE_DEVICES"] = gpu.cudaVisibleDevices
+        return env
+    }
+
+    /// The Python that runs ComfyUI: the venv's when it exists, else comfyui.python.
+    public static func python(_ config: Config) -> String {
+        let venv = config.venvPath + "/bin/python"
+        return FileManager.default.isExecutableFile(atPath: venv) ? venv : config.comfyui.python
+    }
+
+    /// ComfyUI's command line from the config.
+    public static func comfyArguments(_ config: Config, session: Session) -> [String] {
+        let l = config.launcher
+        func share(_ name: String) -> String? { config.shares.first { $0.name == name }?.path }
+        var args = [python(config), config.comfyui.path + "/main.py",
+                    "--listen", l.listen, "--port", String(l.port), "--disable-auto-launch"]
+        args += ["--input-directory", share("input") ?? config.comfyui.path + "/input"]
+        args += ["--output-directory", share("output") ?? config.comfyui.path + "/output"]
+        args += ["--user-directory", config.comfyui.path + "/user"]
+        args += ["--temp-directory", session.tempDir]
+        return args + l.extraArgs
+    }
+
+    /// Resolves CMD against the sandbox's PATH (as the shell would).
+    public static func resolveCommand(_ command: String, path: String) -> String? {
+        if command.contains("/") { return command }
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(command)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+}
+
+/// The GPUs a session may use.
+public struct GPUSelection: Sendable {
+    public var indexes: [Int]
+    public var deviceNodes: [String]
+    /// CUDA_VISIBLE_DEVICES: "" hides every GPU.
+    public var cudaVisibleDevices: String
+    public var note: String?
+
+    static let sharedNodes = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset", "/dev/nvidia-caps"]
+
+    /// Indexes of /dev/nvidiaN present now.
+    public static func present() -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? []
+        return names.compactMap { name -> Int? in
+            guard name.hasPrefix("nvidia"), let n = Int(name.dropFirst("nvidia".count)) else { return nil }
+            return n
+        }.sorted()
+    }
+
+    /// Picks the GPUs for `setting`. With `prepareNodes`, runs nvidia-modprobe
+    /// as root first when the nodes are missing: under no_new_privs the
+    /// setuid helper CUDA would otherwise call cannot create them.
+    public static func select(_ setting: Config.GPU, prepareNodes: Bool) -> GPUSelection {
+        if setting == Config.GPU.none {
+            return GPUSelection(indexes: [], deviceNodes: [], cudaVisibleDevices: "", note: nil)
+        }
+        if prepareNodes, !FileManager.default.fileExists(atPath: "/dev/nvidiactl") {
+            for tool in ["/usr/bin/nvidia-modprobe", "/usr/sbin/nvidia-modprobe"] where FileManager.default.isExecutableFile(atPath: tool) {
+                var wanted: [Int] = [0]
+                if case .indexes(let list) = setting { wanted = list }
+                for i in wanted { _ = try? HostCommand(tool, ["-u", "-c=\(i)"]).run() }
+                _ = try? HostCommand(tool, ["-m"]).run()
+                break
+            }
+        }
+        let found = present()
+        var chosen: [Int]
+        switch setting {
+        case Config.GPU.none: chosen = []
+        case .auto: chosen = found
+        case .indexes(let list): chosen = list.filter { found.contains($0) }
+        }
+        var note: String?
+        if chosen.isEmpty {
+            note = "no NVIDIA GPU found (launcher.gpu = \(describe(setting))): running without a GPU"
+        } else if case .indexes(let list) = setting, list.count != chosen.count {
+            note = "launcher.gpu lists \(list) but only \(chosen) exist: running with those"
+        }
+        var nodes = chosen.map { "/dev/nvidia\($0)" }
+        if !chosen.isEmpty { nodes += sharedNodes.filter { FileManager.default.fileExists(atPath: $0) } }
+        return GPUSelection(indexes: chosen, deviceNodes: nodes,
+                            cudaVisibleDevices: chosen.map(String.init).joined(separator: ","), note: note)
+    }
+
+    public static func describe(_ setting: Config.GPU) -> String {
+        switch setting {
+        case .auto: "auto"
+        case .none: "none"
+        case .indexes(let l): "[" + l.map(String.init).joined(separator: ", ") + "]"
+        }
+    }
+}
+
+/// Directory work the launcher does as root in places the sandbox can write.
+enum FileTree {
+    /// Creates `path` (its parent must exist) owned by uid:gid with `mode`
+    /// when missing. An existing entry is left as it is, but must be a
+    /// directory and not a symlink.
+    static func ensureOwnedDirectory(_ path: String, uid: uid_t, gid: gid_t, mode: mode_t) throws {
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let pfd = open(parent, CS_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        guard pfd >= 0 else {
+            throw SandboxError.failure("cannot open \(parent): \(Errno.current)", hint: "run `comfy-sandbox provision` first")
+        }
+        defer { close(pfd) }
+        let made = mkdirat(pfd, name, mode) == 0
+        if !made && errno != EEXIST { throw SandboxError.failure("cannot create \(path): \(Errno.current)") }
+        // O_NOFOLLOW|O_DIRECTORY: a symlink planted in place of the directory is refused, not followed.
+        let fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError.failure("\(path) is not a directory (or is a symlink): \(Errno.current)") }
+        defer { close(fd) }
+        if made {
+            guard fchown(fd, uid, gid) == 0, fchmod(fd, mode) == 0 else {
+                throw SandboxError.failure("cannot set the owner of \(path): \(Errno.current)")
+            }
+        }
+    }
+
+    /// mkdtemp under `dir`, then chown/chmod through the fd.
+    static func makeTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> String {
+        var template = Array("\(dir)/\(prefix)XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else {
+            throw SandboxError.failure("cannot create the RAM temp in \(dir): \(Errno.current)",
+                                       hint: "set launcher.ram_temp to false to use a directory in the sandbox home")
+        }
+        let path = String(cString: p)
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError.failure("cannot open \(path): \(Errno.current)") }
+        defer { close(fd) }
+        guard fchown(fd, uid, gid) == 0, fchmod(fd, 0o700) == 0 else {
+            throw SandboxError.failure("cannot hand \(path) to the sandbox user: \(Errno.current)")
+        }
+        return path
+    }
+
+    /// Removes a tree the sandbox wrote, walking by fd: never follows a
+    /// symlink, never crosses to another file system.
+    static func removeTree(_ path: String) {
+        let parent = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard pfd >= 0 else { return }
+        defer { close(pfd) }
+        var st = stat()
+        guard fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            removeContents(pfd, name, device: st.st_dev)
+            unlinkat(pfd, name, AT_REMOVEDIR)
+        } else {
+            unlinkat(pfd, name, 0)
+        }
+    }
+
+    private static func removeContents(_ parent: Int32, _ name: String, device: dev_t) {
+        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        guard let dir = fdopendir(fd) else { close(fd); return }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let n = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+            if n != "." && n != ".." { names.append(n) }
+        }
+        for n in names {
+            var st = stat()
+            guard fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                guard st.st_dev == device else { continue }
+                removeContents(fd, n, device: device)
+                unlinkat(fd, n, AT_REMOVEDIR)
+            } else {
+                unlinkat(fd, n, 0)
+            }
+        }
+    }
+}

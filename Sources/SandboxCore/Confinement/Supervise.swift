@@ -1,0 +1,88 @@
+import CSandbox
+import Foundation
+
+extension Launcher {
+    /// Signals the launcher passes on to the confined child.
+    static let forwarded: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
+
+    /// Blocks the forwarded signals and SIGCHLD in the calling thread. Call it
+    /// first thing in a command, before any thread exists, so every thread
+    /// inherits the mask and the signals wait for `supervise` instead of
+    /// killing the launcher (which would leave the RAM temp behind). The
+    /// confined child resets its mask in spawn.c.
+    public static func blockSignals() {
+        let sigs = forwarded + [SIGCHLD]
+        _ = sigs.withUnsafeBufferPointer { cs_block_signals($0.baseAddress, Int32($0.count)) }
+    }
+
+    /// Waits for `main` to exit, forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to
+    /// it (and to `companions`, which are stopped when `main` ends).
+    /// `forwardInterrupt: false` for an interactive shell that shares our
+    /// terminal and already gets Ctrl-C itself.
+    public static func supervise(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true) -> ChildExit {
+        let sigs = forwarded + [SIGCHLD]
+        var exit: ChildExit?
+        var alive = Set(companions)
+        while exit == nil {
+            var status: Int32 = 0
+            if cs_waitpid_nohang(main, &status) == main {
+                exit = cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
+                break
+            }
+            for pid in alive where cs_waitpid_nohang(pid, &status) == pid {
+                alive.remove(pid)
+                printError("comfy-sandbox: the relay (pid \(pid)) exited; the UI is no longer served")
+            }
+            var sig: Int32 = 0
+            guard sigs.withUnsafeBufferPointer({ cs_sigwait_launcher($0.baseAddress, Int32($0.count), &sig) }) == 0 else { continue }
+            if sig == SIGCHLD { continue }
+            if sig == SIGINT && !forwardInterrupt { continue }
+            kill(main, sig)
+        }
+        for pid in alive {
+            kill(pid, SIGTERM)
+            _ = ChildExit.wait(pid)
+        }
+        return exit!
+    }
+
+    /// Runs `argv` confined in the foreground and returns its exit.
+    public static func runForeground(_ session: Session, argv: [String], newSession: Bool, forwardInterrupt: Bool = true,
+                                     passFDs: [Int32] = []) throws -> ChildExit {
+        let spec = SpawnSpec(path: argv[0], arguments: argv, environment: session.environment,
+                             workingDirectory: session.workingDirectory, passFDs: passFDs,
+                             newSession: newSession, confinement: session.confinement)
+        let pid = try spec.spawn()
+        return supervise(main: pid, forwardInterrupt: forwardInterrupt)
+    }
+}
+
+/// The launcher's pid file in state_dir: written by `launch` (whoever
+/// started it), read by `stop` and `status`.
+public enum LauncherPidFile {
+    public static func path(_ config: Config) -> String { config.stateDir + "/launcher.pid" }
+    public static func logPath(_ config: Config) -> String { config.stateDir + "/launcher.log" }
+
+    /// The running launcher's pid, when the file names a live comfy-sandbox process.
+    public static func running(_ config: Config) -> pid_t? {
+        guard let text = try? String(contentsOfFile: path(config), encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        guard let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { return nil }
+        let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard args.contains("launch") else { return nil }
+        return pid
+    }
+
+    public static func write(_ config: Config) throws {
+        try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        try AtomicFile.write(Data("\(getpid())\n".utf8), to: path(config), mode: 0o644)
+    }
+
+    public static func remove(_ config: Config) {
+        if let text = try? String(contentsOfFile: path(config), encoding: .utf8),
+           pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) == getpid() {
+            unlink(path(config))
+        }
+    }
+}
