@@ -1,15 +1,45 @@
 import ArgumentParser
+import Foundation
 import SandboxCore
 
 public struct CheckSandbox: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "check-sandbox",
-        abstract: "Attack the confinement from inside and report what was blocked and what works."
+        abstract: "Attack the confinement from inside and report what was blocked and what works.",
+        discussion: """
+        Re-executes comfy-sandbox inside the exact confinement ComfyUI gets and
+        tries to escape it (capabilities, setuid, namespaces, mounts, ptrace,
+        bpf, keyrings, io_uring, x32, files outside its rules, the host's
+        network...), then checks what must keep working (models, outputs,
+        threads, memfd, NUMA policy, /dev/shm, the UI port through the relay,
+        WebSocket). Exit 3 on any escape or any must-work failure. Run it after
+        every kernel upgrade.
+        """
     )
     @OptionGroup public var options: ConfigOptions
+    @OptionGroup public var output: OutputOptions
     public init() {}
 
     public func run() throws {
-        throw SandboxError.failure("check-sandbox is not implemented yet")
+        try requireRoot("check-sandbox")
+        let config = try options.load()
+        let results = try SandboxCheck.outside(config)
+        let failed = results.filter { !$0.pass }
+        if output.json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            struct Report: Encodable { var attempts: Int; var failed: Int; var results: [SandboxCheck.Result] }
+            print(String(decoding: try e.encode(Report(attempts: results.count, failed: failed.count, results: results)), as: UTF8.self))
+        } else {
+            let w0 = max(7, results.map(\.attempt.count).max() ?? 0)
+            let w1 = max(8, results.map(\.expected.count).max() ?? 0)
+            func pad(_ s: String, _ w: Int) -> String { s + String(repeating: " ", count: max(0, w - s.count)) }
+            print(pad("attempt", w0) + "  " + pad("expected", w1) + "  " + "verdict" + "  result")
+            for r in results {
+                print(pad(r.attempt, w0) + "  " + pad(r.expected, w1) + "  " + pad(r.pass ? "PASS" : "FAIL", 7) + "  " + r.result)
+            }
+            print("\(results.count) checks, \(failed.count) failed" + (failed.isEmpty ? ": the sandbox holds" : ""))
+        }
+        if !failed.isEmpty { throw ExitCode(3) }
     }
 }

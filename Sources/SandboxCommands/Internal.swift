@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SandboxCore
 
 /// Hidden entry points the tool runs of itself: the relay and the inside half
@@ -8,7 +9,30 @@ public struct Internal: ParsableCommand {
         commandName: "__internal",
         abstract: "Entry points comfy-sandbox runs of itself.",
         shouldDisplay: false,
-        subcommands: []
+        subcommands: [RelayCommand.self, CheckInside.self]
     )
     public init() {}
+
+    /// The UI relay; runs as nobody inside the sandbox's network namespace
+    /// with the host's listening socket as fd 3.
+    public struct RelayCommand: ParsableCommand {
+        public static let configuration = CommandConfiguration(commandName: "relay", shouldDisplay: false)
+        @Option(name: .customLong("target-port")) public var targetPort: UInt16
+        @Option(name: .customLong("listen-fd")) public var listenFD: Int32 = 3
+        public init() {}
+        public func run() throws { Relay.serve(listenFD: listenFD, targetPort: targetPort) }
+    }
+
+    /// The inside half of check-sandbox: runs the attacks under the exact
+    /// confinement and prints one JSON line of results, then serves the
+    /// reachability checks.
+    public struct CheckInside: ParsableCommand {
+        public static let configuration = CommandConfiguration(commandName: "check-inside", shouldDisplay: false)
+        @Option(name: .customLong("facts")) public var facts: String
+        public init() {}
+        public func run() throws {
+            let decoded = try JSONDecoder().decode(SandboxCheck.Facts.self, from: Data(facts.utf8))
+            SandboxCheck.inside(decoded)
+        }
+    }
 }

@@ -167,6 +167,10 @@ public enum Landlock {
                 throw SandboxError.failure("Landlock connect rule for port \(port) failed: \(Errno.current)")
             }
         }
+        if ProcessInfo.processInfo.environment["COMFY_SANDBOX_DEBUG"] != nil {
+            for rule in summary.added { printError("landlock: \(rule.path) 0x\(String(rule.access.rawValue, radix: 16))") }
+            for skip in summary.skipped { printError("landlock: skipped \(skip)") }
+        }
         return (ruleset, summary)
     }
 
@@ -174,7 +178,20 @@ public enum Landlock {
     /// read from /proc/self/maps: what a re-executed copy of it needs to
     /// read and execute to start under Landlock, and nothing else.
     public static func selfMappedFiles() -> [String] {
-        guard let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return [] }
+        // read(2) to EOF: procfs files report size 0, and a size-based read
+        // (String(contentsOfFile:)) returns only the first page.
+        let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var bytes = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[..<n]
+        }
+        let maps = String(decoding: bytes, as: UTF8.self)
         var seen = Set<String>()
         var files: [String] = []
         for line in maps.split(separator: "\n") {

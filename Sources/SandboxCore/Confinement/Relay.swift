@@ -58,6 +58,10 @@ public enum Relay {
         if config.launcher.landlock != .off {
             var rules = Launcher.selfMappedFiles.map { Landlock.PathRule($0, [.readFile, .execute]) }
             rules.append(Landlock.PathRule("/etc/ld.so.cache", .readFile))
+            // The Swift runtime finds its arguments through /proc/self; Landlock
+            // cannot name "self", so /proc read-only (nobody, no caps: other
+            // processes' private files stay closed by ptrace access checks).
+            rules.append(Landlock.PathRule("/proc", .read))
             let (ruleset, _) = try Landlock.ruleset(rules, net: Landlock.NetPolicy(bindPorts: [], connectPorts: [targetPort]))
             c.landlockRuleset = ruleset
         }

@@ -1,0 +1,198 @@
+import CSandbox
+import Foundation
+
+extension SandboxCheck {
+    /// The outer (root) side of check-sandbox: prepares the exact session
+    /// `launch` would, plus the attack fixtures, runs the inside, and checks
+    /// reachability from the host.
+    public static func outside(_ config: Config) throws -> [Result] {
+        let session = try Launcher.prepare(config, purpose: .check)
+        defer { session.cleanup() }
+        session.printNotes()
+        let id = try AccountLookup.sandboxIdentity(config)
+        let loopbackOnly = config.launcher.network == .loopbackOnly
+
+        // A setuid-root copy of id, in a root-owned directory under state_dir
+        // (not a nosuid mount, not writable by the sandbox), readable and
+        // executable inside through one extra Landlock rule.
+        try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        let fixtureDir = try FileTree.makeTempDirectory(in: config.stateDir, prefix: "check.", uid: 0, gid: 0)
+        chmod(fixtureDir, 0o755)
+        defer { FileTree.removeTree(fixtureDir) }
+        let setuidCopy = fixtureDir + "/id"
+        var copied = false
+        if let data = FileManager.default.contents(atPath: "/usr/bin/id") {
+            let fd = open(setuidCopy, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o700)
+            if fd >= 0 {
+                _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                copied = fchown(fd, 0, 0) == 0 && fchmod(fd, 0o4755) == 0
+                close(fd)
+            }
+        }
+        // Rebuild Landlock with the fixture allowed (same rules + one file).
+        if config.launcher.landlock != .off {
+            var rules = Launcher.rules(config, purpose: .check, temp: session.tempDir, gpu: session.gpu)
+            if copied { rules.append(Landlock.PathRule(setuidCopy, [.readFile, .execute])) }
+            let (ruleset, _) = try Landlock.ruleset(rules, net: Launcher.netPolicy(config))
+            session.confinement.landlockRuleset = ruleset
+        }
+
+        // A listener on the host's loopback: the sandbox must not reach it.
+        let hostListener = try Relay.listen(host: "127.0.0.1", port: 0)
+        let hostPort = Relay.boundPort(hostListener.raw)
+
+        var secret: String?
+        if let primary = AccountLookup.user(config.primaryUser) {
+            let path = primary.home + "/.comfy-sandbox-check-secret"
+            if FileManager.default.createFile(atPath: path, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600]) {
+                chown(path, primary.uid, primary.gid)
+                secret = path
+            }
+        }
+        defer { if let secret { unlink(secret) } }
+
+        var writable: [String: String] = [:]
+        for share in config.shares where share.access.writable && ["output", "workflows"].contains(share.name) {
+            writable[share.name] = share.path
+        }
+        let facts = Facts(uid: id.user.uid, network: config.launcher.network.rawValue, listen: config.launcher.listen,
+                          port: UInt16(clamping: config.launcher.port), launcherPid: getpid(),
+                          hostListenerPort: hostPort, setuidCopy: copied ? setuidCopy : nil, primaryHomeFile: secret,
+                          modelsPath: config.shares.first { $0.name == "models" }?.path,
+                          writablePaths: writable, comfyPath: config.comfyui.path, tempDir: session.tempDir)
+        let factsJSON = String(decoding: try JSONEncoder().encode(facts), as: UTF8.self)
+
+        // The relay, as `launch` runs it, on an ephemeral host port (the
+        // configured one may be in use by a running ComfyUI).
+        var relayPid: pid_t?
+        var relayPort: UInt16 = facts.port
+        if loopbackOnly {
+            let relaySocket = try Relay.listen(host: "127.0.0.1", port: 0)
+            relayPort = Relay.boundPort(relaySocket.raw)
+            relayPid = try Relay.spawn(listening: relaySocket, targetPort: facts.port,
+                                       networkNamespace: session.confinement.networkNamespace, config: config)
+        }
+        defer { if let relayPid { kill(relayPid, SIGTERM); _ = ChildExit.wait(relayPid) } }
+
+        var out: [Int32] = [-1, -1]
+        guard cs_pipe_cloexec(&out) == 0 else { throw SandboxError.failure("pipe: \(Errno.current)") }
+        let exe = Launcher.selfExecutable
+        let spec = SpawnSpec(path: exe, arguments: [exe, "__internal", "check-inside", "--facts", factsJSON],
+                             environment: session.environment, workingDirectory: session.workingDirectory,
+                             stdout: out[1], newSession: true, confinement: session.confinement)
+        let pid: pid_t
+        do { pid = try spec.spawn() } catch { close(out[0]); close(out[1]); throw error }
+        close(out[1])
+        let reader = LineReader(fd: out[0])
+        defer { close(out[0]) }
+
+        var results: [Result] = []
+        var inner = false
+        while let line = reader.next(timeout: 60) {
+            if line.hasPrefix("RESULTS ") {
+                results += (try? JSONDecoder().decode([Result].self, from: Data(line.dropFirst(8).utf8))) ?? []
+                inner = true
+            } else if line.hasPrefix("LISTEN-FAILED") {
+                results.append(Result("bind launcher.listen:launcher.port inside", expected: "works", result: line, pass: false))
+                break
+            } else if line == "LISTENING" {
+                results.append(Result("bind launcher.listen:launcher.port inside", expected: "works", result: "listening", pass: true))
+                let via = loopbackOnly ? "through the relay" : "directly (host network)"
+                let host = loopbackOnly ? "127.0.0.1" : config.launcher.listen
+                let http = HTTPProbe.get(host: host, port: relayPort, path: "/")
+                results.append(Result("reach it from the host \(via)", expected: "works", result: http.detail, pass: http.ok && http.body.contains("sandbox-ok")))
+                let ws = HTTPProbe.websocketEcho(host: host, port: relayPort, message: "ping-\(getpid())")
+                results.append(Result("WebSocket upgrade \(via)", expected: "works", result: ws.detail, pass: ws.ok))
+                break
+            }
+        }
+        let exit = ChildExit.wait(pid)
+        if !inner {
+            results.append(Result("run the check inside the confinement", expected: "works",
+                                  result: "the inside exited (\(exit.code)) without results", pass: false))
+        }
+        return results
+    }
+}
+
+/// Reads lines from a pipe with a timeout.
+final class LineReader {
+    let fd: Int32
+    var buffer = [UInt8]()
+    init(fd: Int32) { self.fd = fd }
+    func next(timeout: Int32) -> String? {
+        while true {
+            if let nl = buffer.firstIndex(of: 10) {
+                let line = String(decoding: buffer[..<nl], as: UTF8.self)
+                buffer.removeSubrange(...nl)
+                return line
+            }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, timeout * 1000) > 0 else { return nil }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { return buffer.isEmpty ? nil : { let s = String(decoding: buffer, as: UTF8.self); buffer = []; return s }() }
+            buffer += chunk[..<n]
+        }
+    }
+}
+
+/// A tiny HTTP/WebSocket client for the reachability checks.
+public enum HTTPProbe {
+    public struct Outcome { public var ok: Bool; public var detail: String; public var body: String }
+
+    static func connectTo(_ host: String, _ port: UInt16) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &addr.sin_addr)
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0 { close(fd); return -1 }
+        return fd
+    }
+
+    static func readAll(_ fd: Int32) -> String {
+        var data = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true { let n = read(fd, &chunk, chunk.count); if n <= 0 { break }; data += chunk[..<n] }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public static func get(host: String, port: UInt16, path: String) -> Outcome {
+        let fd = connectTo(host, port)
+        guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(host):\(port): \(Errno.current)", body: "") }
+        defer { close(fd) }
+        SandboxCheck.writeAll(fd, Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8))
+        let text = readAll(fd)
+        let status = text.split(separator: "\r\n").first.map(String.init) ?? "no response"
+        let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        return Outcome(ok: status.contains(" 200 "), detail: status, body: body)
+    }
+
+    public static func websocketEcho(host: String, port: UInt16, message: String, path: String = "/ws") -> Outcome {
+        let fd = connectTo(host, port)
+        guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(host):\(port): \(Errno.current)", body: "") }
+        defer { close(fd) }
+        let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        SandboxCheck.writeAll(fd, Array(("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                         + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
+        let head = SandboxCheck.readHead(fd)
+        guard head.hasPrefix("HTTP/1.1 101") else {
+            return Outcome(ok: false, detail: "no upgrade: \(head.split(separator: "\r\n").first ?? "nothing")", body: "")
+        }
+        let payload = Array(message.utf8)
+        let mask: [UInt8] = [1, 2, 3, 4]
+        SandboxCheck.writeAll(fd, [0x81, 0x80 | UInt8(payload.count)] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] })
+        var frame = [UInt8](repeating: 0, count: 2 + payload.count)
+        var got = 0
+        while got < frame.count { let n = frame[got...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }; if n <= 0 { break }; got += n }
+        let echoed = got == frame.count && Array(frame[2...]) == payload
+        return Outcome(ok: echoed, detail: echoed ? "101, frame echoed" : "101, but no echo (\(got) bytes)", body: "")
+    }
+}

@@ -1,0 +1,377 @@
+import CSandbox
+import Crypto
+import Foundation
+
+/// check-sandbox: the tool re-executes itself inside the exact confinement
+/// ComfyUI gets (`__internal check-inside`) and attacks it. The outer (root)
+/// side prepares what the attacks need (a setuid-root copy of `id`, a TCP
+/// listener on the host's loopback, the relay) and checks from the host that
+/// the UI port is reachable through the relay, WebSocket included.
+public enum SandboxCheck {
+    /// What the inside needs to know, passed as JSON in argv.
+    public struct Facts: Codable, Sendable {
+        public var uid: UInt32
+        public var network: String
+        public var listen: String
+        public var port: UInt16
+        public var launcherPid: Int32
+        public var hostListenerPort: UInt16?
+        public var setuidCopy: String?
+        public var primaryHomeFile: String?
+        public var modelsPath: String?
+        public var writablePaths: [String: String]   // name -> path (output, workflows)
+        public var comfyPath: String
+        public var tempDir: String
+    }
+
+    /// One row of the table.
+    public struct Result: Codable, Sendable, Equatable {
+        public var attempt: String
+        public var expected: String
+        public var result: String
+        public var pass: Bool
+        public init(_ attempt: String, expected: String, result: String, pass: Bool) {
+            self.attempt = attempt
+            self.expected = expected
+            self.result = result
+            self.pass = pass
+        }
+    }
+
+    // MARK: inside
+
+    static func describe(_ rc: Int, _ err: Int32) -> String { rc < 0 ? "refused: \(Errno(err))" : "succeeded (\(rc))" }
+
+    /// A call that must fail.
+    static func blocked(_ attempt: String, _ call: () -> (Int, Int32)) -> Result {
+        let (rc, err) = call()
+        return Result(attempt, expected: "blocked", result: describe(rc, err), pass: rc < 0)
+    }
+
+    static func sys(_ name: String, _ a: Int = 0, _ b: Int = 0, _ c: Int = 0, _ d: Int = 0, _ e: Int = 0, _ f: Int = 0) -> (Int, Int32) {
+        guard let nr = Seccomp.number(name) else { return (-1, ENOSYS) }
+        let rc = cs_syscall6(nr, a, b, c, d, e, f)
+        return (rc, rc < 0 ? errno : 0)
+    }
+
+    static func openResult(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) -> (Int, Int32) {
+        let fd = open(path, flags | O_CLOEXEC, mode)
+        let e = errno
+        if fd >= 0 { close(fd) }
+        return (Int(fd), fd < 0 ? e : 0)
+    }
+
+    static func tcp(_ host: String, _ port: UInt16, bindOnly: Bool) -> (Int, Int32) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return (-1, errno) }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &addr.sin_addr)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bindOnly ? bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) : connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return (Int(rc), rc < 0 ? errno : 0)
+    }
+
+    static func udp(_ host: String, _ port: UInt16) -> (Int, Int32) {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return (-1, errno) }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = port.bigEndian
+        inet_pton(AF_INET, host, &addr.sin_addr)
+        let payload: [UInt8] = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return (rc, rc < 0 ? errno : 0)
+    }
+
+    /// Every attack and every must-work check that runs inside.
+    public static func attacks(_ f: Facts) -> [Result] {
+        var r: [Result] = []
+        let loopbackOnly = f.network == "loopback-only"
+
+        // Capabilities and identity
+        r.append(blocked("capset: raise CAP_SYS_ADMIN") {
+            var c = cs_capsets(effective: 1 << 21, permitted: 1 << 21, inheritable: 0)
+            let rc = cs_capset_self(&c)
+            return (Int(rc), errno)
+        })
+        if let copy = f.setuidCopy {
+            // NNP and the empty bounding set: the setuid bit gives nothing.
+            let res = try? HostCommand(copy, ["-u"]).run()
+            let euid = res?.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let gained = euid == "0"
+            r.append(Result("exec a setuid-root copy of id", expected: "euid unchanged",
+                            result: res.map { $0.succeeded ? "euid \(euid)" : "refused (exit \($0.status))" } ?? "refused", pass: !gained))
+        }
+        r.append(blocked("unshare(CLONE_NEWUSER)") { sys("unshare", 0x1000_0000) })
+        r.append(blocked("mount tmpfs on /tmp") {
+            "tmpfs".withCString { t in "/tmp".withCString { p in sys("mount", Int(bitPattern: t), Int(bitPattern: p), Int(bitPattern: t)) } }
+        })
+        r.append(blocked("ptrace(PTRACE_ATTACH, parent)") { sys("ptrace", 16, Int(getppid())) })
+        r.append(blocked("process_vm_readv(parent)") {
+            var buf = [UInt8](repeating: 0, count: 16)
+            return buf.withUnsafeMutableBytes { b in
+                var local = iovec(iov_base: b.baseAddress, iov_len: 16)
+                var remote = iovec(iov_base: UnsafeMutableRawPointer(bitPattern: 0x400000), iov_len: 16)
+                return sys("process_vm_readv", Int(getppid()), Int(bitPattern: withUnsafeMutablePointer(to: &local) { UnsafeMutableRawPointer($0) }), 1,
+                           Int(bitPattern: withUnsafeMutablePointer(to: &remote) { UnsafeMutableRawPointer($0) }), 1, 0)
+            }
+        })
+        r.append(blocked("bpf(BPF_PROG_LOAD)") { sys("bpf", 5, 0, 0) })
+        r.append(blocked("perf_event_open") {
+            var attr = [UInt8](repeating: 0, count: 128)
+            attr[4] = 128   // size
+            return attr.withUnsafeMutableBytes { sys("perf_event_open", Int(bitPattern: $0.baseAddress), 0, -1, -1, 0) }
+        })
+        r.append(blocked("keyctl(KEYCTL_JOIN_SESSION_KEYRING)") { sys("keyctl", 1, 0) })
+        r.append(blocked("userfaultfd") { sys("userfaultfd", 0) })
+        r.append(blocked("io_uring_setup") {
+            var params = [UInt8](repeating: 0, count: 120)
+            return params.withUnsafeMutableBytes { sys("io_uring_setup", 1, Int(bitPattern: $0.baseAddress)) }
+        })
+        r.append(blocked("kexec_load") { sys("kexec_load", 0, 0, 0, 0) })
+        r.append(blocked("init_module") { "".withCString { sys("init_module", 0, 0, Int(bitPattern: $0)) } })
+        r.append(blocked("finit_module(/dev/null)") { sys("finit_module", 0, 0, 0) })
+        // x32: getpid with __X32_SYSCALL_BIT. libseccomp routes it to the
+        // bad-arch action: the probing child must die of SIGSYS.
+        if let getpid = Seccomp.number("getpid") {
+            var err: Int32 = 0
+            let status = cs_probe_syscall_in_child(getpid | CS_X32_SYSCALL_BIT, 0, 0, 0, 0, 0, 0, &err)
+            let killed = cs_wifsignaled(status) != 0
+            let desc = killed ? "killed by signal \(cs_wtermsig(status))" : (cs_wexitstatus(status) == 0 ? "succeeded" : "refused: \(Errno(err))")
+            r.append(Result("syscall via the x32 ABI (getpid|0x40000000)", expected: "killed", result: desc,
+                            pass: killed || cs_wexitstatus(status) != 0))
+        }
+        if let personality = Seccomp.number("personality") {
+            var err: Int32 = 0
+            let status = cs_probe_syscall_in_child(personality, 0x0400000, 0, 0, 0, 0, 0, &err)   // READ_IMPLIES_EXEC
+            let ok = cs_wifsignaled(status) == 0 && cs_wexitstatus(status) == 0
+            r.append(Result("personality(READ_IMPLIES_EXEC)", expected: "blocked",
+                            result: ok ? "succeeded" : "refused: \(Errno(err))", pass: !ok))
+        }
+        r.append(blocked("clone(CLONE_NEWNS)") {
+            var err: Int32 = 0
+            let rc = cs_clone_probe(0x0002_0000, &err)
+            return (Int(rc), err)
+        })
+        r.append(blocked("chroot(/)") { sys("chroot", Int(bitPattern: ("/" as StaticString).utf8Start)) })
+        r.append(blocked("setns(own netns)") {
+            let fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
+            defer { if fd >= 0 { close(fd) } }
+            return sys("setns", Int(fd), 0x4000_0000)
+        })
+        r.append(Result("clone3", expected: "ENOSYS (libc falls back to clone)", result: { let (rc, e) = sys("clone3", 0, 0); return describe(rc, e) }(),
+                        pass: { let (rc, e) = sys("clone3", 0, 0); return rc < 0 && e == ENOSYS }()))
+
+        // Files
+        if let secret = f.primaryHomeFile {
+            r.append(blocked("read a file in the primary user's 0700 home") { openResult(secret, O_RDONLY) })
+        }
+        r.append(blocked("read /etc/shadow") { openResult("/etc/shadow", O_RDONLY) })
+        if let models = f.modelsPath {
+            r.append(blocked("write into the read-only models share") { openResult(models + "/.cs-escape", O_WRONLY | O_CREAT | O_EXCL) })
+        }
+        r.append(blocked("write ComfyUI's code (main.py)") { openResult(f.comfyPath + "/main.py", O_WRONLY | O_APPEND) })
+        r.append(blocked("create a file in ComfyUI's code") { openResult(f.comfyPath + "/.cs-escape.py", O_WRONLY | O_CREAT | O_EXCL) })
+        r.append(blocked("write /etc") { openResult("/etc/cs-escape", O_WRONLY | O_CREAT | O_EXCL) })
+        r.append(blocked("mknod a char device (1,3)") {
+            let rc = mknod(f.tempDir + "/null", S_IFCHR | 0o666, dev_t((1 << 8) | 3))
+            return (Int(rc), errno)
+        })
+        r.append(blocked("read /proc/1/environ") { openResult("/proc/1/environ", O_RDONLY) })
+        r.append(blocked("execute a file written to the temp dir") {
+            let path = f.tempDir + "/payload.sh"
+            try? "#!/bin/sh\nexit 0\n".write(toFile: path, atomically: false, encoding: .utf8)
+            chmod(path, 0o755)
+            let res = try? HostCommand(path, []).run()
+            unlink(path)
+            return (res?.succeeded == true ? 0 : -1, EACCES)
+        })
+
+        // Devices and terminals
+        r.append(blocked("socket(AF_PACKET)") {
+            let fd = socket(17, Int32(SOCK_RAW.rawValue), 0)
+            let e = errno
+            if fd >= 0 { close(fd) }
+            return (Int(fd), e)
+        })
+        r.append(blocked("ioctl(0, TIOCSTI)") { (Int(cs_ioctl_tiocsti(0, 0x41)), errno) })
+        r.append(blocked("open /dev/tty") { openResult("/dev/tty", O_RDWR) })
+
+        // Processes
+        // SIGCONT: harmless even if it got through, and as good a probe as any.
+        r.append(blocked("kill(1, SIGCONT) (a host process)") { let rc = kill(1, SIGCONT); return (Int(rc), errno) })
+        r.append(blocked("kill(launcher, SIGCONT)") { let rc = kill(f.launcherPid, SIGCONT); return (Int(rc), errno) })
+
+        // Network
+        if loopbackOnly, let port = f.hostListenerPort {
+            r.append(blocked("TCP connect to a listener on the host's 127.0.0.1") { tcp("127.0.0.1", port, bindOnly: false) })
+            r.append(blocked("UDP sendto 1.1.1.1:53") { udp("1.1.1.1", 53) })
+            r.append(blocked("UDP sendto 127.0.0.53:53 (host resolver)") {
+                // Inside the namespace this reaches nothing: no error on send
+                // but nothing listens; a reply would prove a way out.
+                let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                defer { close(fd) }
+                var addr = sockaddr_in()
+                addr.sin_family = sa_family_t(AF_INET); addr.sin_port = UInt16(53).bigEndian
+                inet_pton(AF_INET, "127.0.0.53", &addr.sin_addr)
+                let q: [UInt8] = [0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7] + Array("example".utf8) + [3] + Array("com".utf8) + [0, 0, 1, 0, 1]
+                _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, q, q.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&pfd, 1, 500)
+                var buf = [UInt8](repeating: 0, count: 512)
+                let n = ready > 0 ? recv(fd, &buf, buf.count, 0) : -1
+                return (n > 0 ? n : -1, n > 0 ? 0 : ECONNREFUSED)
+            })
+        }
+        r.append(blocked("bind a port other than launcher.port") {
+            tcp(loopbackOnly ? "127.0.0.1" : f.listen, f.port == 65535 ? 65534 : f.port + 1, bindOnly: true)
+        })
+        r.append(Result("open fds beyond 0-2 at start", expected: "none", result: { let l = leakedFDs(); return l.isEmpty ? "none" : "\(l)" }(),
+                        pass: leakedFDs().isEmpty))
+
+        // Must work
+        func works(_ what: String, _ call: () -> (Bool, String)) {
+            let (ok, detail) = call()
+            r.append(Result(what, expected: "works", result: detail, pass: ok))
+        }
+        if let models = f.modelsPath {
+            works("read the models share") {
+                guard let names = try? FileManager.default.contentsOfDirectory(atPath: models) else { return (false, "cannot list: \(Errno.current)") }
+                for n in names where !n.hasPrefix(".") {
+                    let (fd, e) = openResult(models + "/" + n, O_RDONLY)
+                    if fd < 0 && e != EISDIR { return (false, "cannot read \(n): \(Errno(e))") }
+                }
+                return (true, "listed \(names.count) entries, read them")
+            }
+        }
+        for (name, path) in f.writablePaths.sorted(by: { $0.key < $1.key }) {
+            works("write the \(name) share") {
+                let file = path + "/.cs-check-\(getpid())"
+                let (fd, e) = openResult(file, O_WRONLY | O_CREAT | O_EXCL)
+                unlink(file)
+                return (fd >= 0, fd >= 0 ? "wrote and removed a file" : "refused: \(Errno(e))")
+            }
+        }
+        works("threads") {
+            final class Box: @unchecked Sendable { var n = 0; let lock = NSLock() }
+            let box = Box()
+            let group = DispatchGroup()
+            for _ in 0..<4 {
+                group.enter()
+                Thread.detachNewThread { box.lock.lock(); box.n += 1; box.lock.unlock(); group.leave() }
+            }
+            let ok = group.wait(timeout: .now() + 5) == .success && box.n == 4
+            return (ok, ok ? "4 threads ran" : "threads did not run")
+        }
+        works("memfd_create") {
+            let fd = cs_memfd("check")
+            let e = errno
+            if fd >= 0 { close(fd) }
+            return (fd >= 0, fd >= 0 ? "ok" : "refused: \(Errno(e))")
+        }
+        works("get_mempolicy") {
+            let (rc, e) = sys("get_mempolicy", 0, 0, 0, 0, 0)
+            return (rc == 0, rc == 0 ? "ok" : "refused: \(Errno(e))")
+        }
+        works("write /dev/shm") {
+            let file = "/dev/shm/cs-check-\(getpid())"
+            let (fd, e) = openResult(file, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            unlink(file)
+            return (fd >= 0, fd >= 0 ? "ok" : "refused: \(Errno(e))")
+        }
+        works("write the RAM temp (TMPDIR)") {
+            let file = f.tempDir + "/cs-check"
+            let (fd, e) = openResult(file, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+            unlink(file)
+            return (fd >= 0, fd >= 0 ? "ok" : "refused: \(Errno(e))")
+        }
+        return r
+    }
+
+    /// fds open beyond 0-2 (the directory stream used to list them excluded).
+    static func leakedFDs() -> [Int32] {
+        guard let dir = opendir("/proc/self/fd") else { return [-1] }
+        defer { closedir(dir) }
+        let own = dirfd(dir)
+        var fds: [Int32] = []
+        while let e = readdir(dir) {
+            let name = withUnsafePointer(to: e.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+            if let fd = Int32(name), fd > 2, fd != own { fds.append(fd) }
+        }
+        return fds
+    }
+
+    /// The inside: attacks, then the reachability server. Never returns.
+    public static func inside(_ f: Facts) -> Never {
+        let results = attacks(f)
+        let line = (try? JSONEncoder().encode(results)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        emit("RESULTS " + line)
+        // Bind listen:port (inside the namespace in loopback-only mode) and
+        // answer the outer side's HTTP and WebSocket requests.
+        let host = f.network == "loopback-only" ? "127.0.0.1" : f.listen
+        guard let server = try? Relay.listen(host: host, port: f.port) else {
+            emit("LISTEN-FAILED \(Errno.current)")
+            exit(0)
+        }
+        emit("LISTENING")
+        for _ in 0..<2 {
+            var pfd = pollfd(fd: server.raw, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 15_000) > 0 else { break }
+            let c = cs_accept_cloexec(server.raw)
+            guard c >= 0 else { break }
+            serveOne(c)
+            close(c)
+        }
+        exit(0)
+    }
+
+    /// One unbuffered line on stdout (the outer side reads it at once).
+    static func emit(_ line: String) { writeAll(1, Array((line + "\n").utf8)) }
+
+    static func readHead(_ fd: Int32) -> String {
+        var data = [UInt8]()
+        var byte: UInt8 = 0
+        while data.count < 16384 && read(fd, &byte, 1) == 1 {
+            data.append(byte)
+            if data.suffix(4) == [13, 10, 13, 10] { break }
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) { var off = 0; while off < bytes.count { let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }; if n <= 0 { return }; off += n } }
+
+    static func serveOne(_ fd: Int32) {
+        let head = readHead(fd)
+        if head.lowercased().contains("upgrade: websocket"),
+           let keyLine = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("sec-websocket-key:") }) {
+            let key = keyLine.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(in: .whitespaces)
+            let accept = Data(Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))).base64EncodedString()
+            writeAll(fd, Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n".utf8))
+            // One masked client frame (< 126 bytes) echoed back unmasked.
+            var hdr = [UInt8](repeating: 0, count: 2)
+            guard read(fd, &hdr, 2) == 2 else { return }
+            let len = Int(hdr[1] & 0x7f)
+            var mask = [UInt8](repeating: 0, count: 4)
+            guard read(fd, &mask, 4) == 4 else { return }
+            var payload = [UInt8](repeating: 0, count: len)
+            var got = 0
+            while got < len { let n = payload[got...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }; if n <= 0 { return }; got += n }
+            for i in 0..<len { payload[i] ^= mask[i % 4] }
+            writeAll(fd, [0x81, UInt8(len)] + payload)
+        } else {
+            writeAll(fd, Array("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nConnection: close\r\n\r\nsandbox-ok\n".utf8))
+        }
+    }
+}
