@@ -54,10 +54,13 @@ public struct Launch: ParsableCommand {
         } else {
             printError("comfy-sandbox: ComfyUI listens on http://\(config.launcher.listen):\(port)/ (launcher.network = host)")
         }
-        let exit = Launcher.supervise(main: pid, companions: companions)
+        let (exit, stopSignal) = Launcher.supervised(main: pid, companions: companions)
         session.cleanup()
         LauncherPidFile.remove(config)
         printError("comfy-sandbox: ComfyUI exited (\(exit.code))")
+        // Asked to stop (stop, systemctl stop, Ctrl-C) and ComfyUI died of
+        // that signal: a clean stop, not a failure.
+        if let stopSignal, exit == .signaled(stopSignal) { return }
         if exit.code != 0 { throw ExitCode(exit.code) }
     }
 }

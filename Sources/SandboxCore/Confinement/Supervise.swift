@@ -20,6 +20,12 @@ extension Launcher {
     /// `forwardInterrupt: false` for an interactive shell that shares our
     /// terminal and already gets Ctrl-C itself.
     public static func supervise(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true) -> ChildExit {
+        supervised(main: main, companions: companions, forwardInterrupt: forwardInterrupt).exit
+    }
+
+    /// As `supervise`, also saying which signal, if any, asked for the stop.
+    public static func supervised(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true) -> (exit: ChildExit, stopSignal: Int32?) {
+        var stopSignal: Int32?
         let sigs = forwarded + [SIGCHLD]
         var exit: ChildExit?
         var alive = Set(companions)
@@ -37,13 +43,14 @@ extension Launcher {
             guard sigs.withUnsafeBufferPointer({ cs_sigwait_launcher($0.baseAddress, Int32($0.count), &sig) }) == 0 else { continue }
             if sig == SIGCHLD { continue }
             if sig == SIGINT && !forwardInterrupt { continue }
+            if sig == SIGTERM || sig == SIGINT { stopSignal = sig }
             kill(main, sig)
         }
         for pid in alive {
             kill(pid, SIGTERM)
             _ = ChildExit.wait(pid)
         }
-        return exit!
+        return (exit!, stopSignal)
     }
 
     /// Runs `argv` confined in the foreground and returns its exit.

@@ -1,5 +1,48 @@
+import CSandbox
 import Foundation
 
+/// `status`, launcher section: what the launcher enforces with this config
+/// on this kernel right now, and whether ComfyUI runs.
 public enum LauncherStatus {
-    public static func items(_ config: Config) -> [StatusItem] { [] }
+    public static func items(_ config: Config) -> [StatusItem] {
+        let s = "launcher"
+        let l = config.launcher
+        var items: [StatusItem] = []
+        items.append(StatusItem(s, "capabilities", "all dropped (bounding, permitted, effective, inheritable, ambient), no_new_privs, securebits locked"))
+        items.append(StatusItem(s, "seccomp", l.seccomp ? "on: \(Seccomp.refused.count) calls refused, clone(CLONE_NEW*), TIOCSTI/TIOCLINUX, socket families, personality flags; x32/i386 killed"
+                                                        : "OFF (launcher.seccomp = false)", ok: l.seccomp))
+        let abi = Landlock.abi
+        let landlockValue: String
+        var landlockOK = true
+        switch l.landlock {
+        case .off:
+            landlockValue = "OFF (launcher.landlock = false)"
+            landlockOK = false
+        case .enforce, .bestEffort:
+            if abi == 0 {
+                landlockValue = l.landlock == .enforce ? "kernel has no Landlock: launch will refuse to start (launcher.landlock = true)"
+                                                       : "NOT enforced: kernel has no Landlock (launcher.landlock = \"best-effort\")"
+                landlockOK = false
+            } else {
+                var parts = ["ABI \(abi)", "files: system r-x, /etc r, Python+venv r-x, ComfyUI r-x, shares per access, home+RAM temp+/dev/shm rw, GPU nodes rw+ioctl"]
+                parts.append(abi >= 4 ? "TCP bind only :\(l.port)" + (l.network == .loopbackOnly ? ", connect only :\(l.port)" : "") : "no TCP rules (ABI < 4)")
+                parts.append(abi >= 6 ? "abstract sockets and signals scoped" : "no scoping (ABI < 6)")
+                landlockValue = parts.joined(separator: "; ")
+            }
+        }
+        items.append(StatusItem(s, "landlock", landlockValue, ok: landlockOK))
+        items.append(StatusItem(s, "network", l.network == .loopbackOnly
+                                ? "loopback-only: own network namespace with only lo; UI relayed from the host's \(l.listen):\(l.port)"
+                                : "host: shares the host's network (Landlock limits binding)"))
+        let gpu = GPUSelection.select(l.gpu, prepareNodes: false)
+        items.append(StatusItem(s, "gpu", gpu.indexes.isEmpty ? "none (launcher.gpu = \(GPUSelection.describe(l.gpu)))"
+                                                            : "\(gpu.indexes.map { "nvidia\($0)" }.joined(separator: ", ")) (launcher.gpu = \(GPUSelection.describe(l.gpu)))"))
+        items.append(StatusItem(s, "listen", "http://\(l.listen):\(l.port)/"))
+        if let pid = LauncherPidFile.running(config) {
+            items.append(StatusItem(s, "running", "yes, launcher pid \(pid) (\(LauncherPidFile.path(config)))"))
+        } else {
+            items.append(StatusItem(s, "running", "no"))
+        }
+        return items
+    }
 }
