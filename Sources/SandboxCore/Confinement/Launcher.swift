@@ -213,13 +213,13 @@ public enum Launcher {
         // GPUs: each allowed node read-write plus device ioctls (the CUDA driver
         // talks to the kernel module only through ioctl and mmap).
         for node in gpu.deviceNodes { rules.append(R(node, .gpuDevice)) }
-        // /proc: CUDA and PyTorch name their threads through
+        // /proc: CUDA and PyTorch name their threads through (fopen "w": truncate too)
         // /proc/self/task/TID/comm and read /proc/driver/nvidia, /proc/self/maps,
         // /proc/cpuinfo. Landlock rules attach to inodes, not to "self", so the
         // narrowest rule that works is read + write_file on /proc; other
         // processes' files stay closed by ptrace access checks (different uid,
         // no capabilities) and /proc/sys by file modes.
-        rules.append(R("/proc", [.readFile, .readDir, .writeFile]))
+        rules.append(R("/proc", [.readFile, .readDir, .writeFile, .truncate]))
         // /sys, read-only, only what torch and the CUDA driver read: CPU and
         // NUMA topology, PCI devices, the nvidia module's parameters, cgroup
         // CPU quota, transparent huge pages.

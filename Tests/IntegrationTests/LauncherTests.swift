@@ -1,0 +1,335 @@
+import CSandbox
+import Foundation
+import SandboxCore
+import Testing
+
+/// One world for the attack suites: setting it up (accounts, shares, the
+/// stand-in) costs more than the attacks. Removed at exit.
+enum SharedLauncherWorld {
+    nonisolated(unsafe) static var roots: [String] = []
+    static let loopback: LauncherWorld = make()
+    static func make(network: String = "loopback-only") -> LauncherWorld {
+        let w = try! LauncherWorld(network: network)
+        roots.append(w.world.root)
+        if roots.count == 1 {
+            atexit {
+                for root in SharedLauncherWorld.roots { _ = try? World.sh("rm -rf --one-file-system \(root)") }
+            }
+        }
+        return w
+    }
+}
+
+/// An attack run from inside `comfy-sandbox run`, as Python using raw
+/// syscalls where needed. It prints BLOCKED or ESCAPED.
+struct Attack: Sendable, CustomTestStringConvertible {
+    var name: String
+    var script: String
+    var testDescription: String { name }
+    init(_ name: String, _ script: String) {
+        self.name = name
+        self.script = script
+    }
+}
+
+@Suite("launcher: escapes that must fail, from inside `run`", .serialized)
+struct LauncherEscapeTests {
+    static var attacks: [Attack] {
+        let w = SharedLauncherWorld.loopback
+        return [
+            Attack("raise a capability (capset CAP_SYS_ADMIN)", """
+            hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
+            data = (ctypes.c_uint32 * 6)(1 << 21, 1 << 21, 0, 0, 0, 0)
+            r, e = sc('capset', ctypes.addressof(hdr), ctypes.addressof(data))
+            report(r == 0, (r, e))
+            """),
+            Attack("unshare a user namespace", "refused('unshare', 0x10000000)"),
+            Attack("mount a tmpfs", "refused('mount', ctypes.addressof(ctypes.create_string_buffer(b'tmpfs')), ctypes.addressof(ctypes.create_string_buffer(b'/tmp')), ctypes.addressof(ctypes.create_string_buffer(b'tmpfs')), 0, 0)"),
+            Attack("ptrace the parent (PTRACE_ATTACH)", "refused('ptrace', 16, os.getppid(), 0, 0)"),
+            Attack("process_vm_readv the parent", """
+            buf = ctypes.create_string_buffer(16)
+            local = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 16)
+            remote = (ctypes.c_void_p * 2)(0x400000, 16)
+            refused('process_vm_readv', os.getppid(), ctypes.addressof(local), 1, ctypes.addressof(remote), 1, 0)
+            """),
+            Attack("bpf(BPF_PROG_LOAD)", "refused('bpf', 5, 0, 0)"),
+            Attack("perf_event_open", """
+            attr = ctypes.create_string_buffer(128); attr[4] = 128
+            refused('perf_event_open', ctypes.addressof(attr), 0, -1, -1, 0)
+            """),
+            Attack("keyctl", "refused('keyctl', 1, 0)"),
+            Attack("userfaultfd", "refused('userfaultfd', 0)"),
+            Attack("io_uring_setup", "p = ctypes.create_string_buffer(120); refused('io_uring_setup', 1, ctypes.addressof(p))"),
+            Attack("kexec_load", "refused('kexec_load', 0, 0, 0, 0)"),
+            Attack("init_module", "refused('init_module', 0, 0, ctypes.addressof(ctypes.create_string_buffer(b'')))"),
+            Attack("personality(READ_IMPLIES_EXEC)", "refused('personality', 0x0400000)"),
+            Attack("clone with CLONE_NEWNS", "refused('clone', 0x00020000 | 17, 0, 0, 0, 0)"),
+            Attack("chroot", "refused('chroot', ctypes.addressof(ctypes.create_string_buffer(b'/')))"),
+            Attack("setns into its own netns", "fd = os.open('/proc/self/ns/net', os.O_RDONLY); refused('setns', fd, 0x40000000)"),
+            Attack("read a file in the primary user's 0700 directory", "try_open('\(w.secret)', os.O_RDONLY)"),
+            Attack("read /etc/shadow", "try_open('/etc/shadow', os.O_RDONLY)"),
+            Attack("write the models share", "try_open('\(w.models)/evil.safetensors', os.O_WRONLY | os.O_CREAT)"),
+            Attack("overwrite a model", "try_open('\(w.models)/model.safetensors', os.O_WRONLY)"),
+            Attack("write ComfyUI's code", "try_open('\(w.comfyPath)/main.py', os.O_WRONLY | os.O_APPEND)"),
+            Attack("add a file to ComfyUI's code", "try_open('\(w.comfyPath)/evil.py', os.O_WRONLY | os.O_CREAT)"),
+            Attack("write /etc", "try_open('/etc/evil', os.O_WRONLY | os.O_CREAT)"),
+            Attack("mknod a device", """
+            try:
+                os.mknod(os.environ['TMPDIR'] + '/mem', 0o20666, os.makedev(1, 1)); report(True, 'made /dev/mem twin')
+            except OSError as e:
+                report(False, errno.errorcode[e.errno])
+            """),
+            Attack("open an AF_PACKET socket", """
+            try:
+                socket.socket(17, socket.SOCK_RAW, 0); report(True, 'AF_PACKET socket')
+            except OSError as e:
+                report(False, errno.errorcode[e.errno])
+            """),
+            Attack("kill a host process (pid 1)", """
+            try:
+                os.kill(1, 18); report(True, 'signalled pid 1')
+            except OSError as e:
+                report(False, errno.errorcode[e.errno])
+            """),
+            Attack("kill the launcher", """
+            try:
+                os.kill(os.getppid(), 18); report(True, 'signalled the launcher')
+            except OSError as e:
+                report(False, errno.errorcode[e.errno])
+            """),
+            Attack("read /proc/1/environ", "try_open('/proc/1/environ', os.O_RDONLY)"),
+            Attack("UDP sendto 1.1.1.1:53", """
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.sendto(b'x', ('1.1.1.1', 53)); report(True, 'sent')
+            except OSError as e:
+                report(False, errno.errorcode[e.errno])
+            """),
+            Attack("bind a port other than launcher.port", """
+            s = socket.socket()
+            try:
+                s.bind(('127.0.0.1', \(w.port == 65535 ? 65534 : w.port + 1))); report(True, 'bound')
+            except OSError as e:
+                report(False, errno.errorcode[e.errno])
+            """),
+            Attack("execute a payload written to TMPDIR", """
+            p = os.environ['TMPDIR'] + '/payload'
+            open(p, 'w').write('#!/bin/sh\\necho ran\\n'); os.chmod(p, 0o755)
+            try:
+                os.execv(p, [p])
+            except OSError as e:
+                report(False, errno.errorcode[e.errno])
+            """),
+        ]
+    }
+
+    @Test("escape attempt fails", .requiresRoot, arguments: attacks)
+    func attack(_ attack: Attack) throws {
+        let r = try SharedLauncherWorld.loopback.python(attack.script)
+        #expect(r.stdoutText.contains("BLOCKED"), "\(attack.name): \(r.stdoutText) \(r.stderrText)")
+        #expect(!r.stdoutText.contains("ESCAPED"), "\(attack.name): \(r.stdoutText)")
+    }
+
+    @Test("no open fd beyond 0-2 reaches the sandbox", .requiresRoot)
+    func noExtraFDs() throws {
+        // Plain Python (ctypes, in the prelude, opens a trampoline file of its own).
+        // listdir's own fd is closed once it returns: what still exists was inherited.
+        let script = "import os\nextra = [n for n in os.listdir('/proc/self/fd') if int(n) > 2 and os.path.exists('/proc/self/fd/' + n)]\nprint('ESCAPED' if extra else 'BLOCKED', extra)\n"
+        let r = try SharedLauncherWorld.loopback.run(["/usr/bin/python3", "-c", script])
+        #expect(r.stdoutText.hasPrefix("BLOCKED"), "\(r.stdoutText) \(r.stderrText)")
+    }
+
+    @Test("a syscall via the x32 ABI kills the process (SIGSYS)", .requiresRoot)
+    func x32() throws {
+        let r = try SharedLauncherWorld.loopback.python("libc.syscall(ctypes.c_long(NR['getpid'] | 0x40000000)); report(True, 'x32 getpid returned')")
+        #expect(r.status == 128 + SIGSYS, "status \(r.status): \(r.stdoutText) \(r.stderrText)")
+        #expect(!r.stdoutText.contains("ESCAPED"))
+    }
+
+    @Test("exec a setuid-root binary gains nothing (euid stays the sandbox user)", .requiresRoot)
+    func setuidCopy() throws {
+        let w = SharedLauncherWorld.loopback
+        let r = try w.run([w.setuidCopy, "-u"])
+        #expect(r.succeeded, "\(r.stderrText)")
+        let euid = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(euid == String(w.world.uid("comfyui_sandbox") ?? 0) && euid != "0", "euid \(euid)")
+    }
+
+    @Test("TIOCSTI on a terminal is refused (EPERM)", .requiresRoot)
+    func tiocsti() throws {
+        let w = SharedLauncherWorld.loopback
+        // `script` gives the command a real pty on stdin, so the refusal is
+        // seccomp's (EPERM), not ENOTTY from /dev/null.
+        let code = "import fcntl, termios, os, errno\ntry:\n    fcntl.ioctl(0, termios.TIOCSTI, b'x'); print('ESCAPED')\nexcept OSError as e:\n    print('BLOCKED', errno.errorcode[e.errno])\n"
+        let inner = ([World.binary, "run", "--", "/usr/bin/python3", "-c", code]).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        let r = try w.world.run(["/usr/bin/script", "-qec", inner, "/dev/null"], environment: ["COMFY_SANDBOX_CONFIG": w.world.configPath])
+        #expect(r.stdoutText.contains("BLOCKED EPERM"), "\(r.stdoutText) \(r.stderrText)")
+    }
+
+    @Test("TCP connect to a listener on the host's loopback fails (loopback-only)", .requiresRoot)
+    func hostLoopback() throws {
+        let w = SharedLauncherWorld.loopback
+        let listener = try Relay.listen(host: "127.0.0.1", port: 0)
+        let port = Relay.boundPort(listener.raw)
+        // The listener is reachable from the host, so the test can fail.
+        let direct = try HostCommand("/usr/bin/python3", ["-c", "import socket; socket.create_connection(('127.0.0.1', \(port)), 2); print('ok')"]).run()
+        #expect(direct.stdoutText.contains("ok"))
+        let r = try w.python("""
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect(('127.0.0.1', \(port))); report(True, 'connected')
+        except OSError as e:
+            report(False, errno.errorcode.get(e.errno, e))
+        """)
+        #expect(r.stdoutText.contains("BLOCKED"), "\(r.stdoutText) \(r.stderrText)")
+    }
+}
+
+@Suite("launcher: what must keep working, from inside `run`", .serialized)
+struct LauncherMustWorkTests {
+    static let checks: [Attack] = [
+        Attack("read the models share", "print('WORKS' if open(os.environ['MODELS'] + '/model.safetensors').read() == 'weights\\n' else 'BROKEN')"),
+        Attack("write the output share", "p = os.environ['OUTPUT'] + '/img.png'; open(p, 'w').write('x'); os.unlink(p); print('WORKS')"),
+        Attack("write the workflows share", "p = os.environ['WORKFLOWS'] + '/w.json'; open(p, 'w').write('{}'); os.unlink(p); print('WORKS')"),
+        Attack("threads", "ts = [threading.Thread(target=lambda: None) for _ in range(8)]; [t.start() for t in ts]; [t.join() for t in ts]; print('WORKS')"),
+        Attack("memfd_create", "fd = os.memfd_create('x'); os.write(fd, b'abc'); print('WORKS')"),
+        Attack("get_mempolicy", "r, e = sc('get_mempolicy', 0, 0, 0, 0, 0); print('WORKS' if r == 0 else 'BROKEN %d' % e)"),
+        Attack("/dev/shm", "p = '/dev/shm/cs-test-%d' % os.getpid(); open(p, 'w').write('x'); os.unlink(p); print('WORKS')"),
+        Attack("TMPDIR in RAM", "p = os.environ['TMPDIR']; assert p.startswith('/dev/shm/'); open(p + '/t', 'w').write('x'); print('WORKS')"),
+        Attack("bind launcher.port", "s = socket.socket(); s.bind(('127.0.0.1', int(os.environ['PORT']))); s.listen(); print('WORKS')"),
+        Attack("write /proc/self/task/TID/comm (CUDA names threads)", "open('/proc/self/task/%d/comm' % threading.get_native_id(), 'w').write('worker'); print('WORKS')"),
+    ]
+
+    @Test("must work", .requiresRoot, arguments: checks)
+    func mustWork(_ check: Attack) throws {
+        let w = SharedLauncherWorld.loopback
+        let env = "os.environ.update(MODELS='\(w.models)', OUTPUT='\(w.output)', WORKFLOWS='\(w.workflows)', PORT='\(w.port)')\n"
+        let r = try w.python(env + check.script)
+        #expect(r.stdoutText.contains("WORKS"), "\(check.name): \(r.stdoutText) \(r.stderrText)")
+    }
+
+    @Test("all five capability sets are zero, NoNewPrivs 1, Seccomp 2, only the shared group", .requiresRoot)
+    func statusLines() throws {
+        let w = SharedLauncherWorld.loopback
+        let r = try w.run(["/bin/grep", "-E", "^(Cap|NoNewPrivs|Seccomp|Groups)", "/proc/self/status"])
+        #expect(r.succeeded, "\(r.stderrText)")
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            #expect(r.stdoutText.contains("\(set):\t0000000000000000"), "\(set) in \(r.stdoutText)")
+        }
+        #expect(r.stdoutText.contains("NoNewPrivs:\t1"))
+        #expect(r.stdoutText.contains("Seccomp:\t2"))
+        let groups = r.stdoutText.split(separator: "\n").first { $0.hasPrefix("Groups:") }?.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        #expect(groups == String(w.world.gid("comfyshared") ?? 0), "Groups: \(groups ?? "none")")
+    }
+
+    @Test("run exits with the command's status and the environment is built from nothing", .requiresRoot)
+    func exitStatusAndEnvironment() throws {
+        let w = SharedLauncherWorld.loopback
+        #expect(try w.run(["/bin/sh", "-c", "exit 7"]).status == 7)
+        let r = try w.world.comfy(["run", "--", "/usr/bin/env"], environment: ["SECRET_TOKEN": "leak"])
+        let env = r.stdoutText
+        #expect(!env.contains("SECRET_TOKEN"))
+        for key in ["HOME=\(w.sandboxHome)", "PYTHONNOUSERSITE=1", "DO_NOT_TRACK=1", "HF_HUB_OFFLINE=1", "TMPDIR=/dev/shm/", "CUDA_CACHE_PATH=\(w.sandboxHome)"] {
+            #expect(env.contains(key), "\(key) missing in \(env)")
+        }
+        #expect(r.stderrText.contains("no NVIDIA GPU found"), "says it runs without a GPU: \(r.stderrText)")
+    }
+
+    @Test("the RAM temp is removed after the run", .requiresRoot)
+    func ramTempRemoved() throws {
+        let w = SharedLauncherWorld.loopback
+        let r = try w.run(["/bin/sh", "-c", "echo $TMPDIR; touch $TMPDIR/a; mkdir $TMPDIR/d; ln -s / $TMPDIR/d/root"])
+        let dir = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(dir.hasPrefix("/dev/shm/comfy-sandbox."))
+        #expect(!FileManager.default.fileExists(atPath: dir))
+    }
+}
+
+@Suite("launcher: launch, relay, check-sandbox, seccomp off", .serialized)
+struct LauncherLaunchTests {
+    @Test("launch runs the stand-in with ComfyUI's flags; /status and a WebSocket work through the relay", .requiresRoot)
+    func launchThroughRelay() throws {
+        let w = try LauncherWorld()
+        let start = try w.world.comfy(["start"])
+        #expect(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
+        defer { _ = try? w.world.comfy(["stop"]) }
+        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
+        for _ in 0..<50 where !status.ok {
+            usleep(100_000)
+            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
+        }
+        try #require(status.ok, "GET /status through the relay: \(status.detail)")
+        let info = try #require(try JSONSerialization.jsonObject(with: Data(status.body.utf8)) as? [String: Any])
+        let proc = try #require(info["status"] as? [String: String])
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] { #expect(proc[set] == "0000000000000000") }
+        #expect(proc["NoNewPrivs"] == "1")
+        #expect(proc["Seccomp"] == "2")
+        let argv = (info["argv"] as? [String]) ?? []
+        for flag in ["--listen", "--port", "--disable-auto-launch", "--input-directory", "--output-directory", "--user-directory", "--temp-directory"] {
+            #expect(argv.contains(flag), "\(flag) in \(argv)")
+        }
+        #expect(info["output_directory"] as? String == w.output)
+        #expect((info["temp_directory"] as? String)?.hasPrefix("/dev/shm/") == true)
+        #expect(info["uid"] as? Int == Int(w.world.uid("comfyui_sandbox") ?? 0))
+        let ws = HTTPProbe.websocketEcho(host: "127.0.0.1", port: UInt16(w.port), message: "hello through the relay")
+        #expect(ws.ok, "\(ws.detail)")
+        let st = try w.world.comfy(["status"])
+        #expect(st.stdoutText.contains("running: yes"), "\(st.stdoutText)")
+        let stop = try w.world.comfy(["stop"])
+        #expect(stop.stdoutText.contains("stopped"), "\(stop.stdoutText)")
+        #expect(!HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/").ok)
+    }
+
+    @Test("check-sandbox exits 0 and reports at least 25 attempts", .requiresRoot)
+    func checkSandbox() throws {
+        let w = SharedLauncherWorld.loopback
+        let r = try w.world.comfy(["check-sandbox", "--json"])
+        #expect(r.status == 0, "\(r.stdoutText) \(r.stderrText)")
+        let report = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+        #expect((report["attempts"] as? Int ?? 0) >= 25)
+        #expect(report["failed"] as? Int == 0)
+    }
+
+    @Test("seccomp: false turns the filter off and status says so", .requiresRoot)
+    func seccompOff() throws {
+        let w = try LauncherWorld(seccomp: false)
+        let r = try w.run(["/bin/grep", "^Seccomp:", "/proc/self/status"])
+        #expect(r.stdoutText.contains("Seccomp:\t0"), "\(r.stdoutText)")
+        #expect(r.stderrText.contains("seccomp is OFF"))
+        let st = try w.world.comfy(["status"])
+        #expect(st.stdoutText.contains("seccomp: OFF"), "\(st.stdoutText)")
+        // check-sandbox must notice (clone3 no longer answers ENOSYS, x32 is not killed...).
+        let check = try w.world.comfy(["check-sandbox", "--json"])
+        #expect(check.status == 3, "\(check.stdoutText)")
+    }
+
+    @Test("host network mode: no namespace, bind still limited to launcher.port", .requiresRoot)
+    func hostMode() throws {
+        let w = try LauncherWorld(network: "host")
+        let r = try w.python("""
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', \(w.port == 65535 ? 65534 : w.port + 1))); report(True, 'bound')
+        except OSError as e:
+            report(False, errno.errorcode[e.errno])
+        """)
+        #expect(r.stdoutText.contains("BLOCKED"), "\(r.stdoutText) \(r.stderrText)")
+        #expect(!r.stderrText.contains("HF_HUB_OFFLINE"))
+    }
+}
+
+@Suite("launcher: the seccomp program")
+struct SeccompProgramTests {
+    @Test("builds, and refuses what the issue lists")
+    func builds() throws {
+        let program = try Seccomp.program()
+        #expect(program.count > 50)
+        for name in ["kexec_load", "keyctl", "userfaultfd", "io_uring_setup", "mount", "fsopen", "open_tree", "unshare", "setns",
+                     "bpf", "perf_event_open", "ptrace", "process_vm_readv", "init_module", "reboot", "open_by_handle_at",
+                     "clock_settime", "settimeofday", "adjtimex", "fanotify_init", "pivot_root", "move_pages", "chroot", "umount2"] {
+            #expect(Seccomp.refused.contains(name), "\(name)")
+        }
+        for name in Seccomp.keptForCUDA { #expect(!Seccomp.refused.contains(name)) }
+    }
+}
