@@ -76,7 +76,8 @@ verify-models: build
 
 install-service: install
 	install -D -m 0644 systemd/comfy-sandbox.service /etc/systemd/system/comfy-sandbox.service
-	@if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable comfy-sandbox.service; \
+	install -D -m 0644 systemd/comfy-sandbox.socket /etc/systemd/system/comfy-sandbox.socket
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable comfy-sandbox.socket comfy-sandbox.service; \
 	 else echo "systemd is not running here; the unit is installed for the next boot"; fi
 
 start: build

@@ -19,20 +19,21 @@ public struct Launch: ParsableCommand {
 
     public func run() throws {
         Launcher.blockSignals()
-        try requireRoot("launch")
         let config = try options.load()
-        if let pid = LauncherPidFile.running(config) {
+        if geteuid() == 0, let pid = LauncherPidFile.running(config) {
             throw SandboxError.failure("ComfyUI is already running under comfy-sandbox (pid \(pid))",
                                        hint: "comfy-sandbox stop")
         }
         let port = UInt16(clamping: config.launcher.port)
         // Bind the host side first: a busy port fails before anything starts.
-        let listening = config.launcher.network == .loopbackOnly
-            ? try Relay.listen(host: config.launcher.listen, port: port) : nil
+        // Under the systemd unit the socket comes from comfy-sandbox.socket.
+        let listening = try Relay.activatedSocket()
+            ?? (config.launcher.network == .loopbackOnly ? Relay.listen(host: config.launcher.listen, port: port) : nil)
         let session = try Launcher.prepare(config, purpose: .launch)
         defer { session.cleanup() }
         session.printNotes()
-        try LauncherPidFile.write(config)
+        // Unprivileged under systemd, state_dir is not ours to write: systemd tracks the pid.
+        if geteuid() == 0 { try LauncherPidFile.write(config) }
         defer { LauncherPidFile.remove(config) }
 
         let argv = Launcher.comfyArguments(config, session: session)
@@ -50,7 +51,7 @@ public struct Launch: ParsableCommand {
                 _ = ChildExit.wait(pid)
                 throw error
             }
-            printError("comfy-sandbox: serving http://\(config.launcher.listen):\(port)/ through the relay (egress locked to the sandbox's loopback)")
+            printError("comfy-sandbox: serving http://\(config.launcher.listen):\(Relay.boundPort(listening.raw))/ through the relay (egress locked to the sandbox's loopback)")
         } else {
             printError("comfy-sandbox: ComfyUI listens on http://\(config.launcher.listen):\(port)/ (launcher.network = host)")
         }

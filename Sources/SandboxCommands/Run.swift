@@ -19,7 +19,6 @@ public struct Run: ParsableCommand {
 
     public func run() throws {
         Launcher.blockSignals()
-        try requireRoot("run")
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
         guard !argv.isEmpty else { throw ValidationError("run needs a command: comfy-sandbox run -- CMD [ARG...]") }

@@ -11,7 +11,6 @@ public struct Shell: ParsableCommand {
 
     public func run() throws {
         Launcher.blockSignals()
-        try requireRoot("shell")
         let config = try options.load()
         let session = try Launcher.prepare(config, purpose: .shell)
         defer { session.cleanup() }

@@ -333,3 +333,76 @@ struct SeccompProgramTests {
         for name in Seccomp.keptForCUDA { #expect(!Seccomp.refused.contains(name)) }
     }
 }
+
+@Suite("launcher: the systemd unit", .serialized)
+struct LauncherSystemdTests {
+    static var repo: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+    static let analyze = "/usr/bin/systemd-analyze"
+
+    @Test("systemd-analyze verify is clean and security scores <= 1.5",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: analyze), "systemd-analyze is not installed"))
+    func unitGate() throws {
+        // verify wants ExecStart to exist: check a copy pointing at the built binary.
+        let dir = try World.sh("mktemp -d /tmp/cs-unit-XXXXXX").stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? World.sh("rm -rf \(dir)") }
+        let unit = try String(contentsOf: Self.repo.appendingPathComponent("systemd/comfy-sandbox.service"), encoding: .utf8)
+        #expect(unit.contains("ExecStart=/usr/local/bin/comfy-sandbox launch"))
+        try unit.replacingOccurrences(of: "/usr/local/bin/comfy-sandbox", with: World.binary)
+            .write(toFile: dir + "/comfy-sandbox.service", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: Self.repo.appendingPathComponent("systemd/comfy-sandbox.socket").path,
+                                         toPath: dir + "/comfy-sandbox.socket")
+        let verify = try HostCommand(Self.analyze, ["verify", dir + "/comfy-sandbox.service", dir + "/comfy-sandbox.socket"]).run()
+        #expect(verify.succeeded && verify.stderrText.isEmpty && verify.stdoutText.isEmpty,
+                "verify: \(verify.stdoutText) \(verify.stderrText)")
+        let security = try HostCommand(Self.analyze, ["security", "--offline=true", "--threshold=15",
+                                                       Self.repo.appendingPathComponent("systemd/comfy-sandbox.service").path]).run()
+        #expect(security.status == 0, "\(security.stdoutText.split(separator: "\n").last ?? "")")
+    }
+
+    @Test("as the unit runs it: the sandbox user, no capabilities, PrivateNetwork, a systemd socket; UI works through the relay",
+          .requiresRoot, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
+    func unprivilegedServiceMode() throws {
+        let w = try LauncherWorld()
+        let uid = try #require(w.world.uid("comfyui_sandbox")), gid = try #require(w.world.gid("comfyui_sandbox"))
+        let shared = try #require(w.world.gid("comfyshared"))
+        let hostPort = LauncherWorld.freePort()
+        chmod(w.world.configPath, 0o644)
+        // systemd-socket-activate binds (as systemd would), then execs
+        // unshare --net (PrivateNetwork=yes) and setpriv (User=, empty
+        // bounding set): the pid, and so LISTEN_PID, stays the same.
+        let inner = "ip link set lo up && exec setpriv --reuid=\(uid) --regid=\(gid) --groups=\(shared) --inh-caps=-all --bounding-set=-all \(World.binary) launch --config \(w.world.configPath)"
+        let start = try w.world.sh("setsid systemd-socket-activate -l 127.0.0.1:\(hostPort) -- unshare --net sh -c '\(inner)' > \(w.world.root)/svc.log 2>&1 < /dev/null & echo $! > \(w.world.root)/svc.pid")
+        #expect(start.succeeded)
+        let pid = pid_t((try? String(contentsOfFile: w.world.root + "/svc.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+        defer {
+            if pid > 0 { kill(pid, SIGTERM); usleep(500_000); kill(pid, SIGKILL) }
+        }
+        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(hostPort), path: "/status")
+        for _ in 0..<50 where !status.ok {
+            usleep(100_000)
+            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(hostPort), path: "/status")
+        }
+        let log = (try? String(contentsOfFile: w.world.root + "/svc.log", encoding: .utf8)) ?? ""
+        try #require(status.ok, "\(status.detail); log: \(log)")
+        let info = try #require(try JSONSerialization.jsonObject(with: Data(status.body.utf8)) as? [String: Any])
+        let proc = try #require(info["status"] as? [String: String])
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] { #expect(proc[set] == "0000000000000000") }
+        #expect(proc["NoNewPrivs"] == "1")
+        #expect(proc["Seccomp"] == "2")
+        #expect(info["uid"] as? Int == Int(uid))
+        #expect(HTTPProbe.websocketEcho(host: "127.0.0.1", port: UInt16(hostPort), message: "via systemd socket").ok)
+    }
+
+    @Test("unprivileged but not in a loopback-only namespace: refuses to start", .requiresRoot)
+    func unprivilegedWithoutPrivateNetwork() throws {
+        let w = try LauncherWorld()
+        let uid = try #require(w.world.uid("comfyui_sandbox")), gid = try #require(w.world.gid("comfyui_sandbox"))
+        chmod(w.world.configPath, 0o644)
+        let r = try w.world.run(["setpriv", "--reuid=\(uid)", "--regid=\(gid)", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+                                 World.binary, "run", "--config", w.world.configPath, "--", "/bin/true"])
+        #expect(r.status == 1, "\(r.stderrText)")
+        #expect(r.stderrText.contains("loopback-only"), "\(r.stderrText)")
+    }
+}

@@ -73,12 +73,19 @@ public enum Launcher {
 
     /// Prepares everything as root and builds the confinement.
     public static func prepare(_ config: Config, purpose: Purpose) throws -> Session {
-        guard geteuid() == 0 else {
-            throw SandboxError.failure("the launcher must start as root to drop to the sandbox user", hint: "run it with sudo")
-        }
         let id = try AccountLookup.sandboxIdentity(config)
         var confinement = try SandboxConfinement.basic(config)
         var notes: [String] = []
+        // Root drops to the sandbox user itself. The systemd unit instead
+        // starts us as the sandbox user with no capabilities and a private
+        // network namespace (see systemd/comfy-sandbox.service): then there is
+        // nothing to drop, and everything else below still applies.
+        let privileged = geteuid() == 0
+        if !privileged {
+            try requireAlreadyDropped(id)
+            confinement.dropIdentity = false
+            confinement.groups = id.groups
+        }
 
         // Home: must exist (provision makes it); created here only when missing.
         let home = config.sandboxUser.home
@@ -97,11 +104,20 @@ public enum Launcher {
             removeTemp = false
         }
 
-        let gpu = GPUSelection.select(config.launcher.gpu, prepareNodes: true)
+        let gpu = GPUSelection.select(config.launcher.gpu, prepareNodes: privileged)
         if let note = gpu.note { notes.append(note) }
 
         // Network: loopback-only gets its own namespace with only `lo`.
-        if config.launcher.network == .loopbackOnly {
+        if config.launcher.network == .loopbackOnly && !privileged {
+            // Unprivileged (the systemd unit's PrivateNetwork=yes): the
+            // namespace we are in must already be loopback-only.
+            let names = networkInterfaces()
+            guard names == ["lo"] else {
+                FileTree.removeTree(temp)
+                throw SandboxError.failure("launcher.network is loopback-only, but this unprivileged launcher sees the interfaces \(names) and cannot make a namespace",
+                                           hint: "start it as root, or under the systemd unit (PrivateNetwork=yes)")
+            }
+        } else if config.launcher.network == .loopbackOnly {
             let fd = cs_new_loopback_netns()
             guard fd >= 0 else {
                 FileTree.removeTree(temp)
@@ -149,6 +165,31 @@ public enum Launcher {
                               gpu: gpu, landlock: summary, seccompOn: config.launcher.seccomp, workingDirectory: cwd)
         session.notes = notes
         return session
+    }
+
+    /// Unprivileged start: we must already be exactly the sandbox user, with
+    /// no capability in any set (what systemd's User= and an empty
+    /// CapabilityBoundingSet= give).
+    static func requireAlreadyDropped(_ id: AccountLookup.SandboxIdentity) throws {
+        var caps = cs_capsets()
+        let noCaps = cs_capget_self(&caps) == 0 && caps.effective == 0 && caps.permitted == 0 && caps.inheritable == 0
+        guard getuid() == id.user.uid, geteuid() == id.user.uid, noCaps else {
+            throw SandboxError.failure("the launcher must start as root (it drops to \(id.user.name) itself) or as \(id.user.name) with no capabilities",
+                                       hint: "run it with sudo")
+        }
+    }
+
+    /// Names of the network interfaces in this process's namespace.
+    public static func networkInterfaces() -> [String] {
+        guard let list = if_nameindex() else { return [] }
+        defer { if_freenameindex(list) }
+        var names: [String] = []
+        var p = list
+        while p.pointee.if_index != 0, let name = p.pointee.if_name {
+            names.append(String(cString: name))
+            p += 1
+        }
+        return names.sorted()
     }
 
     /// The port policy: bind only on launcher.port. In loopback-only mode

@@ -37,6 +37,16 @@ public enum Relay {
         return owned
     }
 
+    /// The listening socket systemd passed (socket activation: LISTEN_PID is
+    /// us and LISTEN_FDS is 1, the socket is fd 3), or nil.
+    public static func activatedSocket() -> OwnedFD? {
+        let env = ProcessInfo.processInfo.environment
+        guard env["LISTEN_PID"].flatMap({ pid_t($0) }) == getpid(), env["LISTEN_FDS"] == "1" else { return nil }
+        unsetenv("LISTEN_PID"); unsetenv("LISTEN_FDS"); unsetenv("LISTEN_FDNAMES")
+        _ = fcntl(3, F_SETFD, FD_CLOEXEC)
+        return OwnedFD(3)
+    }
+
     /// The port a bound socket got.
     public static func boundPort(_ fd: Int32) -> UInt16 {
         var addr = sockaddr_in()
@@ -49,7 +59,13 @@ public enum Relay {
 
     /// Starts the relay process. Returns its pid.
     public static func spawn(listening: OwnedFD, targetPort: UInt16, networkNamespace: OwnedFD?, config: Config) throws -> pid_t {
-        var c = Confinement(uid: nobody.0, gid: nobody.1, groups: [])
+        // As root: nobody, in the sandbox's namespace. Unprivileged (the
+        // systemd unit): the same user, already without capabilities, in the
+        // namespace we are in; its own Landlock domain still keeps ComfyUI
+        // from signalling it, and seccomp from tracing it.
+        var c = geteuid() == 0 ? Confinement(uid: nobody.0, gid: nobody.1, groups: [])
+                               : Confinement(uid: getuid(), gid: getgid(), groups: [])
+        if geteuid() != 0 { c.dropIdentity = false }
         c.rlimits = [
             ResourceLimit(Int32(RLIMIT_NOFILE.rawValue), soft: 4096, hard: 4096),
             ResourceLimit(Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),

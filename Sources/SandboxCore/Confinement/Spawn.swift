@@ -39,6 +39,11 @@ public struct Confinement: Sendable {
     public var networkNamespace: OwnedFD?
     public var dieWithParent = true
     public var umask: mode_t? = 0o007
+    /// false: the caller already is the target identity with no capabilities
+    /// (the systemd unit runs the launcher as the sandbox user); the child
+    /// skips the securebits/bounding-set/set*id steps, which would need
+    /// capabilities, and keeps no_new_privs, Landlock and seccomp.
+    public var dropIdentity = true
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
         self.uid = uid
@@ -121,7 +126,7 @@ public struct SpawnSpec {
                                         spec.rlimits = limitBuf.baseAddress
                                         spec.n_rlimits = Int32(limits.count)
                                         spec.umask_value = c?.umask.map { Int32($0) } ?? -1
-                                        spec.drop_privileges = c == nil ? 0 : 1
+                                        spec.drop_privileges = (c?.dropIdentity ?? false) ? 1 : 0
                                         spec.uid = c?.uid ?? 0
                                         spec.gid = c?.gid ?? 0
                                         spec.groups = groupBuf.baseAddress

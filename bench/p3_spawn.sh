@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# P3: cost of starting a confined process. `comfy-sandbox run -- /bin/true`
+# (identity drop, empty bounding set, NNP, Landlock, seccomp, a fresh
+# loopback-only network namespace, a RAM temp) against bare /bin/true and
+# against the anchors with comparable options: setpriv (identity + caps +
+# NNP only), bwrap (all namespaces, caps dropped, new session) and firejail
+# (caps, seccomp, NNP, no network). Goal: no slower than bwrap; stretch: setpriv.
+cd "$(dirname "$0")/.."
+source bench/launcher-world.sh
+OUT="$BW/p3.json"
+cmds=(
+  "/bin/true"
+  "$CS_BIN run --config $CONFIG -- /bin/true"
+  "setpriv --reuid=$SB_UID --regid=$SB_GID --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs /bin/true"
+  "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc --new-session --die-with-parent --cap-drop ALL --uid $SB_UID --gid $SB_GID /bin/true"
+)
+names=(bare comfy-sandbox setpriv bwrap)
+if command -v firejail >/dev/null && firejail --quiet --noprofile --caps.drop=all --seccomp --nonewprivs --net=none /bin/true 2>/dev/null; then
+  cmds+=("firejail --quiet --noprofile --caps.drop=all --seccomp --nonewprivs --net=none /bin/true")
+  names+=(firejail)
+fi
+args=()
+for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
+in_world hyperfine -N --warmup 5 --runs "${P3_RUNS:-60}" --style none --export-json "$OUT" "${args[@]}" >/dev/null 2>&1 \
+  || in_world hyperfine -N --warmup 5 --runs "${P3_RUNS:-60}" --export-json "$OUT" "${args[@]}"
+python3 - "$OUT" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+ms = {k: v["mean"] * 1000 for k, v in r.items()}
+sd = {k: v["stddev"] * 1000 for k, v in r.items()}
+for k in ms:
+    print(f"P3 {k:14s} mean {ms[k]:7.2f} ms  ± {sd[k]:5.2f}")
+cs = ms["comfy-sandbox"]
+for anchor in ("bwrap", "setpriv", "firejail", "bare"):
+    if anchor in ms:
+        print(f"P3 comfy-sandbox / {anchor:8s} = {cs / ms[anchor]:5.2f}x")
+print("P3 goal (<= bwrap):", "MET" if cs <= ms["bwrap"] else "NOT MET")
+PY

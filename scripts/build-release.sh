@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make release: a self-contained comfy-sandbox for a bare machine (e.g. the GPU
+# box): the Swift runtime and Foundation linked statically, and libseccomp,
+# libcap and libacl linked statically too, so `ldd` shows only glibc (and the
+# loader). Output: dist/comfy-sandbox.
+#
+# How the C libraries become static: their module maps say `link "seccomp"`
+# (-lseccomp). The linker takes the first -L directory that has either
+# libX.so or libX.a, so a directory holding only the .a files, searched
+# before the system's, makes -lseccomp resolve to libseccomp.a.
+# The C++ runtime (BoringSSL in swift-crypto has C++ parts) is linked with
+# -static-libstdc++ -static-libgcc when the toolchain has the archives.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SWIFT="${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}"
+SCRATCH="${SCRATCH:-.build-release}"
+multiarch="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
+static_dir="$PWD/$SCRATCH/static-libs"
+mkdir -p "$static_dir" dist
+for lib in seccomp cap acl; do
+  archive="/usr/lib/$multiarch/lib$lib.a"
+  [ -f "$archive" ] || { echo "missing $archive: apt-get install lib${lib}-dev (libacl1-dev for acl)" >&2; exit 1; }
+  ln -sf "$archive" "$static_dir/lib$lib.a"
+done
+extra=()
+if [ -n "$(gcc -print-file-name=libstdc++.a 2>/dev/null | grep /)" ]; then
+  extra+=(-Xswiftc -Xclang-linker -Xswiftc -static-libstdc++ -Xswiftc -Xclang-linker -Xswiftc -static-libgcc)
+fi
+"$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib \
+  -Xlinker -L"$static_dir" "${extra[@]}"
+install -m 0755 "$SCRATCH/release/comfy-sandbox" dist/comfy-sandbox
+echo "dist/comfy-sandbox ($(du -h dist/comfy-sandbox | cut -f1)); shared libraries it needs:"
+ldd dist/comfy-sandbox | sed 's/^/  /'
+if ldd dist/comfy-sandbox | grep -Eq 'lib(seccomp|cap|acl|swift|Foundation|dispatch)'; then
+  echo "FAIL: a non-glibc library is still dynamic" >&2
+  exit 1
+fi
