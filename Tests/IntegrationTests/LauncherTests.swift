@@ -406,3 +406,46 @@ struct LauncherSystemdTests {
         #expect(r.stderrText.contains("loopback-only"), "\(r.stderrText)")
     }
 }
+
+@Suite("launcher: Landlock modes on older kernels", .serialized)
+struct LauncherLandlockModeTests {
+    func world(_ mode: Any) throws -> LauncherWorld {
+        let w = try LauncherWorld()
+        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+        launcher["landlock"] = mode
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        return w
+    }
+
+    @Test("landlock: true refuses to start when the kernel cannot enforce it", .requiresRoot)
+    func enforceRefuses() throws {
+        let w = try world(true)
+        let r = try w.world.comfy(["run", "--", "/bin/true"], environment: ["COMFY_SANDBOX_LANDLOCK_ABI": "0"])
+        #expect(r.status == 1)
+        #expect(r.stderrText.contains("cannot enforce Landlock"), "\(r.stderrText)")
+    }
+
+    @Test("landlock: best-effort starts and says loudly what is not enforced", .requiresRoot)
+    func bestEffortSays() throws {
+        let w = try world("best-effort")
+        let none = try w.world.comfy(["run", "--", "/bin/true"], environment: ["COMFY_SANDBOX_LANDLOCK_ABI": "0"])
+        #expect(none.status == 0)
+        #expect(none.stderrText.contains("Landlock is NOT enforced"), "\(none.stderrText)")
+        // ABI 3: files enforced, TCP rules not (and said so); binding another port then works.
+        let old = try w.world.comfy(["run", "--", "/usr/bin/python3", "-c",
+                                     "import socket; socket.socket().bind(('127.0.0.1', \(w.port + 1 > 65535 ? 65534 : w.port + 1))); open('/var/tmp/cs-landlock-probe', 'w')"],
+                                    environment: ["COMFY_SANDBOX_LANDLOCK_ABI": "3"])
+        #expect(old.stderrText.contains("TCP bind/connect rules (ABI 4)"), "\(old.stderrText)")
+        // /var/tmp is world-writable (1777): only Landlock refuses it.
+        #expect(old.stderrText.contains("PermissionError"), "files still enforced: \(old.stderrText)")
+    }
+
+    @Test("landlock: false runs but warns every time", .requiresRoot)
+    func offWarns() throws {
+        let w = try world(false)
+        let r = try w.world.comfy(["run", "--", "/bin/true"])
+        #expect(r.status == 0)
+        #expect(r.stderrText.contains("Landlock is OFF"))
+    }
+}
