@@ -8,8 +8,8 @@
 # (-lseccomp). The linker takes the first -L directory that has either
 # libX.so or libX.a, so a directory holding only the .a files, searched
 # before the system's, makes -lseccomp resolve to libseccomp.a.
-# The C++ runtime (BoringSSL in swift-crypto has C++ parts) is linked with
-# -static-libstdc++ -static-libgcc when the toolchain has the archives.
+# libgcc_s (the unwinder clang links by default) stays dynamic: it ships
+# with every glibc system.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT="${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}"
@@ -22,16 +22,26 @@ for lib in seccomp cap acl; do
   [ -f "$archive" ] || { echo "missing $archive: apt-get install lib${lib}-dev (libacl1-dev for acl)" >&2; exit 1; }
   ln -sf "$archive" "$static_dir/lib$lib.a"
 done
-extra=()
-if [ -n "$(gcc -print-file-name=libstdc++.a 2>/dev/null | grep /)" ]; then
-  extra+=(-Xswiftc -Xclang-linker -Xswiftc -static-libstdc++ -Xswiftc -Xclang-linker -Xswiftc -static-libgcc)
-fi
-"$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib \
-  -Xlinker -L"$static_dir" "${extra[@]}"
+# SwiftPM asks pkg-config for the module maps' libraries, and pkg-config's
+# `-L/usr/lib/<multiarch>` lands before any -L we add: give it .pc files of
+# our own that point at the archive directory instead.
+pc_dir="$PWD/$SCRATCH/pkgconfig"
+mkdir -p "$pc_dir"
+for pc in libseccomp:seccomp libcap:cap; do
+  name="${pc%%:*}" lib="${pc##*:}"
+  printf 'Name: %s\nDescription: static %s for make release\nVersion: 0\nLibs: -L%s -l%s\nCflags:\n' \
+    "$name" "$name" "$static_dir" "$lib" > "$pc_dir/$name.pc"
+done
+export PKG_CONFIG_PATH="$pc_dir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+# The C++ runtime (swift-crypto's BoringSSL has C++ parts): the driver links
+# -lstdc++ explicitly, so the archive beside the others makes it static too.
+stdcxx="$(g++ -print-file-name=libstdc++.a 2>/dev/null || gcc -print-file-name=libstdc++.a)"
+[ -f "$stdcxx" ] && ln -sf "$stdcxx" "$static_dir/libstdc++.a"
+"$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib -Xlinker -L"$static_dir"
 install -m 0755 "$SCRATCH/release/comfy-sandbox" dist/comfy-sandbox
 echo "dist/comfy-sandbox ($(du -h dist/comfy-sandbox | cut -f1)); shared libraries it needs:"
 ldd dist/comfy-sandbox | sed 's/^/  /'
-if ldd dist/comfy-sandbox | grep -Eq 'lib(seccomp|cap|acl|swift|Foundation|dispatch)'; then
+if ldd dist/comfy-sandbox | grep -Eq 'lib(seccomp|cap|acl|swift|Foundation|dispatch|stdc\+\+)'; then
   echo "FAIL: a non-glibc library is still dynamic" >&2
   exit 1
 fi
