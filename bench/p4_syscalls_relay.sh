@@ -10,7 +10,7 @@ source bench/launcher-world.sh
 LOOP="$BW/loop.py"
 cat > "$LOOP" <<'PY'
 import os, time
-N = int(os.environ.get("P4_N", "300000"))
+N = int(os.environ.get("P4_N", "100000"))
 best = None
 for _ in range(5):
     t = time.perf_counter()
@@ -22,8 +22,14 @@ print(best)
 PY
 chmod 644 "$LOOP"
 cp "$LOOP" "$BW/opt/comfy-sandbox/ComfyUI/loop.py"
-bare=$(in_world setpriv --reuid="$SB_UID" --regid="$SB_GID" --clear-groups /usr/bin/python3 "$LOOP")
-conf=$(in_world "$CS_BIN" run --config "$CONFIG" -- /usr/bin/python3 "$BW/opt/comfy-sandbox/ComfyUI/loop.py" 2>/dev/null)
+# Alternate the two (A B A B ...) and keep each one's best: on a shared
+# machine the load changes faster than a single long run can average out.
+bare=999; conf=999
+for _ in $(seq "${P4_ROUNDS:-4}"); do
+  b=$(in_world setpriv --reuid="$SB_UID" --regid="$SB_GID" --clear-groups /usr/bin/python3 "$LOOP")
+  c=$(in_world "$CS_BIN" run --config "$CONFIG" -- /usr/bin/python3 "$BW/opt/comfy-sandbox/ComfyUI/loop.py" 2>/dev/null)
+  bare=$(python3 -c "print(min($bare, $b))"); conf=$(python3 -c "print(min($conf, $c))")
+done
 python3 -c "b=$bare; c=$conf; print(f'P4 syscall loop: unconfined {b:.3f} s, confined {c:.3f} s, ratio {c/b:.3f}x (goal <= 1.02: {\"MET\" if c/b <= 1.02 else \"NOT MET\"})')"
 
 # HTTP: the stand-in under `launch` (relay) and the same stand-in unconfined.

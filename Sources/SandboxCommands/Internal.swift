@@ -9,7 +9,7 @@ public struct Internal: ParsableCommand {
         commandName: "__internal",
         abstract: "Entry points comfy-sandbox runs of itself.",
         shouldDisplay: false,
-        subcommands: [RelayCommand.self, CheckInside.self]
+        subcommands: [RelayCommand.self, CheckInside.self, InstallProbe.self]
     )
     public init() {}
 
@@ -21,6 +21,28 @@ public struct Internal: ParsableCommand {
         @Option(name: .customLong("listen-fd")) public var listenFD: Int32 = 3
         public init() {}
         public func run() throws { Relay.serve(listenFD: listenFD, targetPort: targetPort) }
+    }
+
+    /// Runs a command under `SandboxConfinement.forInstall` (what the node
+    /// and ComfyUI installers use for pip), for tests and debugging.
+    public struct InstallProbe: ParsableCommand {
+        public static let configuration = CommandConfiguration(commandName: "install-probe", shouldDisplay: false)
+        @OptionGroup public var options: ConfigOptions
+        @Option(name: .customLong("writable")) public var writable: [String] = []
+        @Argument(parsing: .captureForPassthrough) public var command: [String] = []
+        public init() {}
+        public func run() throws {
+            var argv = command
+            if argv.first == "--" { argv.removeFirst() }
+            guard let path = argv.first else { throw ValidationError("install-probe needs a command") }
+            let config = try options.load()
+            let c = try SandboxConfinement.forInstall(config, writable: writable)
+            let r = try HostCommand(path, Array(argv.dropFirst()), environment: ["PATH": "/usr/bin:/bin", "HOME": config.sandboxUser.home])
+                .run(confinement: c)
+            FileHandle.standardOutput.write(r.stdout)
+            FileHandle.standardError.write(r.stderr)
+            if r.status != 0 { throw ExitCode(r.status) }
+        }
     }
 
     /// The inside half of check-sandbox: runs the attacks under the exact

@@ -449,3 +449,30 @@ struct LauncherLandlockModeTests {
         #expect(r.stderrText.contains("Landlock is OFF"))
     }
 }
+
+@Suite("launcher: the install confinement")
+struct InstallConfinementTests {
+    @Test("forInstall: sandbox user, seccomp, writes only where told, host network", .requiresRoot)
+    func forInstall() throws {
+        let w = SharedLauncherWorld.loopback
+        let staging = w.world.root + "/staging"
+        let made = try w.world.sh("mkdir -p \(staging) && chown comfyui_sandbox \(staging)")
+        #expect(made.succeeded)
+        // Inside the world (its /etc), so the accounts resolve.
+        let script = """
+        import os, socket
+        open('\(staging)/ok', 'w').write('x')
+        try:
+            open('/var/tmp/cs-install-escape', 'w'); print('ESCAPED')  # 1777: only Landlock refuses
+        except OSError:
+            print('BLOCKED')
+        print(open('/proc/self/status').read().count('Seccomp:\\t2'))
+        """
+        let r = try w.world.run([World.binary, "__internal", "install-probe", "--config", w.world.configPath,
+                                 "--writable", staging, "--", "/usr/bin/python3", "-c", script])
+        #expect(r.succeeded, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("BLOCKED") && !r.stdoutText.contains("ESCAPED"), "\(r.stdoutText)")
+        #expect(r.stdoutText.contains("1"), "seccomp on: \(r.stdoutText)")
+        #expect(FileManager.default.fileExists(atPath: staging + "/ok"))
+    }
+}
