@@ -73,6 +73,14 @@ public enum Launcher {
 
     /// Prepares everything as root and builds the confinement.
     public static func prepare(_ config: Config, purpose: Purpose) throws -> Session {
+        let timing = ProcessInfo.processInfo.environment["COMFY_SANDBOX_TIMING"] != nil
+        var t0 = DispatchTime.now().uptimeNanoseconds
+        func mark(_ what: String) {
+            guard timing else { return }
+            let now = DispatchTime.now().uptimeNanoseconds
+            printError(String(format: "timing: %-10@ %.2f ms", what, Double(now - t0) / 1e6))
+            t0 = now
+        }
         let id = try AccountLookup.sandboxIdentity(config)
         var confinement = try SandboxConfinement.basic(config)
         var notes: [String] = []
@@ -87,6 +95,7 @@ public enum Launcher {
             confinement.groups = id.groups
         }
 
+        mark("identity")
         // Home: must exist (provision makes it); created here only when missing.
         let home = config.sandboxUser.home
         try FileTree.ensureOwnedDirectory(home, uid: id.user.uid, gid: id.user.gid, mode: 0o700)
@@ -104,7 +113,9 @@ public enum Launcher {
             removeTemp = false
         }
 
+        mark("dirs")
         let gpu = GPUSelection.select(config.launcher.gpu, prepareNodes: privileged)
+        mark("gpu")
         if let note = gpu.note { notes.append(note) }
 
         // Network: loopback-only gets its own namespace with only `lo`.
@@ -127,6 +138,7 @@ public enum Launcher {
             confinement.networkNamespace = OwnedFD(fd)
         }
 
+        mark("netns")
         // Landlock.
         var summary: Landlock.Summary?
         if config.launcher.landlock != .off {
@@ -152,6 +164,7 @@ public enum Launcher {
             notes.append("WARNING: Landlock is OFF (launcher.landlock = false): the sandbox user's file permissions are the only file boundary")
         }
 
+        mark("landlock")
         // Seccomp, last in the child.
         if config.launcher.seccomp {
             confinement.seccompProgram = try Seccomp.program()
@@ -159,6 +172,7 @@ public enum Launcher {
             notes.append("WARNING: seccomp is OFF (launcher.seccomp = false): mount/ptrace/bpf/keyctl/io_uring... are only stopped by the missing capabilities")
         }
 
+        mark("seccomp")
         let env = environment(config, home: home, temp: temp, gpu: gpu)
         let cwd = FileManager.default.fileExists(atPath: config.comfyui.path) && purpose == .launch ? config.comfyui.path : home
         let session = Session(config: config, confinement: confinement, environment: env, tempDir: temp, removeTempDir: removeTemp,
