@@ -236,6 +236,16 @@ struct LauncherMustWorkTests {
         #expect(r.stderrText.contains("no NVIDIA GPU found"), "says it runs without a GPU: \(r.stderrText)")
     }
 
+    @Test("shell: an interactive bash as the sandbox user, confined, exits with its status", .requiresRoot)
+    func shell() throws {
+        let w = SharedLauncherWorld.loopback
+        let cmd = "\(World.binary) shell --config \(w.world.configPath)"
+        let r = try w.world.run(["/usr/bin/script", "-qec", cmd, "/dev/null"],
+                                input: Data("id -u\ngrep -c 'Seccomp:.2' /proc/self/status\nexit 5\n".utf8))
+        #expect(r.status == 5, "\(r.stdoutText) \(r.stderrText)")
+        #expect(r.stdoutText.contains("\(w.world.uid("comfyui_sandbox") ?? 0)"))
+    }
+
     @Test("the RAM temp is removed after the run", .requiresRoot)
     func ramTempRemoved() throws {
         let w = SharedLauncherWorld.loopback
