@@ -323,8 +323,11 @@ public enum Launcher {
     public static func comfyArguments(_ config: Config, session: Session) -> [String] {
         let l = config.launcher
         func share(_ name: String) -> String? { config.shares.first { $0.name == name }?.path }
+        // loopback-only: the host's listen address is the relay's; inside the
+        // namespace only 127.0.0.1 exists, so that is where ComfyUI listens.
+        let inside = l.network == .loopbackOnly ? "127.0.0.1" : l.listen
         var args = [python(config), config.comfyui.path + "/main.py",
-                    "--listen", l.listen, "--port", String(l.port), "--disable-auto-launch"]
+                    "--listen", inside, "--port", String(l.port), "--disable-auto-launch"]
         args += ["--input-directory", share("input") ?? config.comfyui.path + "/input"]
         args += ["--output-directory", share("output") ?? config.comfyui.path + "/output"]
         args += ["--user-directory", config.comfyui.path + "/user"]
