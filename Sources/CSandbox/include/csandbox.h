@@ -186,6 +186,8 @@ int cs_waitpid_nohang(pid_t pid, int *status);
 extern const int CS_O_PATH;
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
 int cs_accept_cloexec(int fd);
+/// Forks a child that makes getpid through the i386 ABI (int 0x80); returns its raw wait status.
+int cs_probe_int80_getpid(void);
 
 #ifdef __cplusplus
 }
