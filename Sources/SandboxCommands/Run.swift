@@ -27,7 +27,10 @@ public struct Run: ParsableCommand {
         defer { session.cleanup() }
         session.printNotes()
         guard let path = Launcher.resolveCommand(argv[0], path: session.environment["PATH"] ?? "") else {
-            throw SandboxError(.failure, "\(argv[0]): command not found in the sandbox's PATH (\(session.environment["PATH"] ?? ""))")
+            // 127, as a shell says "command not found".
+            printError("comfy-sandbox: \(argv[0]): command not found in the sandbox's PATH (\(session.environment["PATH"] ?? ""))")
+            session.cleanup()
+            throw ExitCode(127)
         }
         argv[0] = path
         let exit = try Launcher.runForeground(session, argv: argv, newSession: true)

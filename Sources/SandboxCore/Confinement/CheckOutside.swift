@@ -42,15 +42,30 @@ extension SandboxCheck {
         let hostListener = try Relay.listen(host: "127.0.0.1", port: 0)
         let hostPort = Relay.boundPort(hostListener.raw)
 
+        // A private file of the primary user. Root writes in a directory that
+        // user owns, so by fd: the home opened without following a link, the
+        // file created O_EXCL|O_NOFOLLOW under a fresh name (a planted symlink
+        // cannot redirect the write), chowned through its fd.
         var secret: String?
+        var secretDir: Int32 = -1
+        let secretName = ".comfy-sandbox-check-\(UInt64.random(in: 0...UInt64.max))"
         if let primary = AccountLookup.user(config.primaryUser) {
-            let path = primary.home + "/.comfy-sandbox-check-secret"
-            if FileManager.default.createFile(atPath: path, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600]) {
-                chown(path, primary.uid, primary.gid)
-                secret = path
+            secretDir = open(primary.home, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if secretDir >= 0 {
+                let fd = openat(secretDir, secretName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                if fd >= 0 {
+                    _ = "secret\n".withCString { write(fd, $0, 7) }
+                    if fchown(fd, primary.uid, primary.gid) == 0 { secret = primary.home + "/" + secretName }
+                    close(fd)
+                }
             }
         }
-        defer { if let secret { unlink(secret) } }
+        defer {
+            if secretDir >= 0 {
+                unlinkat(secretDir, secretName, 0)
+                close(secretDir)
+            }
+        }
 
         var writable: [String: String] = [:]
         for share in config.shares where share.access.writable && ["output", "workflows"].contains(share.name) {

@@ -193,7 +193,7 @@ public enum SandboxCheck {
 
         // Files
         if let secret = f.primaryHomeFile {
-            r.append(blocked("read a file in the primary user's 0700 home") { openResult(secret, O_RDONLY) })
+            r.append(blocked("read the primary user's private file (0600, in their home)") { openResult(secret, O_RDONLY) })
         }
         r.append(blocked("read /etc/shadow") { openResult("/etc/shadow", O_RDONLY) })
         if let models = f.modelsPath {
