@@ -103,3 +103,72 @@ int cs_probe_int80_getpid(void) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     return status;
 }
+
+// MARK: relay
+
+#include <poll.h>
+
+// One direction of a relayed connection: bytes from `from` to `to` through a
+// pipe with splice(2), so they never cross into user space.
+struct half {
+    int from, to;
+    int pipe_r, pipe_w;
+    size_t pending;   // bytes sitting in the pipe
+    int reading;      // `from` has not reached EOF yet
+};
+
+static int half_step(struct half *h, short from_rev, short to_rev) {
+    if (h->reading && (from_rev & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = splice(h->from, NULL, h->pipe_w, NULL, 1 << 20, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) h->pending += (size_t)n;
+        else if (n == 0) h->reading = 0;
+        else if (errno != EAGAIN && errno != EINTR) return -1;
+    }
+    if (h->pending && (to_rev & (POLLOUT | POLLERR | POLLHUP))) {
+        ssize_t n = splice(h->pipe_r, NULL, h->to, NULL, h->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) h->pending -= (size_t)n;
+        else if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
+    }
+    return 0;
+}
+
+int cs_relay_splice(int a, int b) {
+    int p1[2], p2[2];
+    if (pipe2(p1, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    if (pipe2(p2, O_CLOEXEC | O_NONBLOCK) != 0) { close(p1[0]); close(p1[1]); return -1; }
+    (void)fcntl(p1[1], F_SETPIPE_SZ, 1 << 20);
+    (void)fcntl(p2[1], F_SETPIPE_SZ, 1 << 20);
+    // Non-blocking sockets: a full receiver on one side must never stall
+    // the other direction (a WebSocket talks both ways at once).
+    (void)fcntl(a, F_SETFL, fcntl(a, F_GETFL) | O_NONBLOCK);
+    (void)fcntl(b, F_SETFL, fcntl(b, F_GETFL) | O_NONBLOCK);
+    struct half ab = { a, b, p1[0], p1[1], 0, 1 }, ba = { b, a, p2[0], p2[1], 0, 1 };
+    int shut_b = 0, shut_a = 0, rc = 0;
+    const size_t cap = 1 << 20;
+    while (ab.reading || ab.pending || ba.reading || ba.pending) {
+        struct pollfd fds[2] = {
+            { a, (short)((ab.reading && ab.pending < cap ? POLLIN : 0) | (ba.pending ? POLLOUT : 0)), 0 },
+            { b, (short)((ba.reading && ba.pending < cap ? POLLIN : 0) | (ab.pending ? POLLOUT : 0)), 0 },
+        };
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            rc = -1;
+            break;
+        }
+        if (half_step(&ab, fds[0].revents, fds[1].revents) != 0 || half_step(&ba, fds[1].revents, fds[0].revents) != 0) {
+            rc = -1;
+            break;
+        }
+        // A side that finished sending: pass the half-close on once drained.
+        if (!ab.reading && !ab.pending && !shut_b) { shutdown(b, SHUT_WR); shut_b = 1; }
+        if (!ba.reading && !ba.pending && !shut_a) { shutdown(a, SHUT_WR); shut_a = 1; }
+        // Both peers gone: stop even if a pipe still holds bytes no one can take.
+        if ((fds[0].revents & (POLLERR)) || (fds[1].revents & (POLLERR))) {
+            if (!ab.reading && !ba.reading) break;
+        }
+    }
+    int saved = errno;
+    close(p1[0]); close(p1[1]); close(p2[0]); close(p2[1]);
+    errno = saved;
+    return rc;
+}

@@ -188,6 +188,9 @@ extern const int CS_O_PATH;
 int cs_accept_cloexec(int fd);
 /// Forks a child that makes getpid through the i386 ABI (int 0x80); returns its raw wait status.
 int cs_probe_int80_getpid(void);
+/// Relays two connected sockets both ways with splice(2) until both
+/// directions reached EOF (half-closes passed on). 0, or -1 on an error.
+int cs_relay_splice(int a, int b);
 
 #ifdef __cplusplus
 }
