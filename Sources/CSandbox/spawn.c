@@ -101,6 +101,10 @@ static void child(const cs_spawn_spec *s, int report) {
     // 4. Network namespace: must happen while we still hold CAP_SYS_ADMIN.
     if (s->netns_fd >= 0 && syscall(SYS_setns, s->netns_fd, CLONE_NEWNET) != 0)
         fail(report, CS_STEP_SETNS);
+    //    Or a namespace of its own, made here: when nothing else (no relay)
+    //    has to join it, this spares the launcher a helper process.
+    if (s->netns_fd < 0 && s->new_loopback_netns && (unshare(CLONE_NEWNET) != 0 || cs_loopback_up() != 0))
+        fail(report, CS_STEP_SETNS);
 
     // 5. File descriptors. First lift every fd we must keep above the range
     //    we will fill (stdio and pass_fds), so a dup2 cannot clobber another.

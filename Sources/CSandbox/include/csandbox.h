@@ -113,6 +113,7 @@ typedef struct {
     int landlock_ruleset_fd;       // -1: none
     const struct sock_filter *seccomp_filter;   // NULL: none
     unsigned short seccomp_len;
+    int new_loopback_netns;        // unshare(CLONE_NEWNET) + lo up in the child (when netns_fd is -1)
 } cs_spawn_spec;
 
 /// The steps of the drop, reported when one fails.
@@ -191,6 +192,8 @@ int cs_probe_int80_getpid(void);
 /// Relays two connected sockets both ways with splice(2) until both
 /// directions reached EOF (half-closes passed on). 0, or -1 on an error.
 int cs_relay_splice(int a, int b);
+/// Brings `lo` up in the calling task's network namespace.
+int cs_loopback_up(void);
 
 #ifdef __cplusplus
 }

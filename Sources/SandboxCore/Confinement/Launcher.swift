@@ -128,6 +128,9 @@ public enum Launcher {
                 throw SandboxError.failure("launcher.network is loopback-only, but this unprivileged launcher sees the interfaces \(names) and cannot make a namespace",
                                            hint: "start it as root, or under the systemd unit (PrivateNetwork=yes)")
             }
+        } else if config.launcher.network == .loopbackOnly && (purpose == .run || purpose == .shell) {
+            // Nothing else joins it (no relay): the child makes it itself.
+            confinement.newLoopbackNetwork = true
         } else if config.launcher.network == .loopbackOnly {
             let fd = cs_new_loopback_netns()
             guard fd >= 0 else {

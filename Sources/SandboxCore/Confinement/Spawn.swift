@@ -44,6 +44,9 @@ public struct Confinement: Sendable {
     /// skips the securebits/bounding-set/set*id steps, which would need
     /// capabilities, and keeps no_new_privs, Landlock and seccomp.
     public var dropIdentity = true
+    /// With no `networkNamespace`: the child makes its own loopback-only
+    /// namespace (unshare + lo up) before dropping privileges.
+    public var newLoopbackNetwork = false
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
         self.uid = uid
@@ -123,6 +126,7 @@ public struct SpawnSpec {
                                         spec.new_session = newSession ? 1 : 0
                                         spec.die_with_parent = (c?.dieWithParent ?? false) ? 1 : 0
                                         spec.netns_fd = c?.networkNamespace?.raw ?? -1
+                                        spec.new_loopback_netns = (c?.newLoopbackNetwork ?? false) ? 1 : 0
                                         spec.rlimits = limitBuf.baseAddress
                                         spec.n_rlimits = Int32(limits.count)
                                         spec.umask_value = c?.umask.map { Int32($0) } ?? -1
