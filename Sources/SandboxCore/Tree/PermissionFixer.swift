@@ -32,7 +32,7 @@ import Foundation
 /// its fd as soon as its last child is open, so a plain deep chain holds two
 /// fds. We chose this over raising RLIMIT_NOFILE: the limit would have to grow
 /// with a depth the sandbox chooses.
-public struct PermissionFixer {
+public struct PermissionFixer: Sendable {
     public struct Skip: Codable, Sendable, Equatable {
         public var path: String
         public var reason: String
@@ -62,7 +62,7 @@ public struct PermissionFixer {
     public let gid: gid_t
     public var maxOpen = 64
     /// Called now and then with the number of entries checked so far.
-    public var progress: ((Int) -> Void)? = nil
+    public var progress: (@Sendable (Int) -> Void)? = nil
 
     public init(share: Config.Share, gid: gid_t) {
         self.share = share
@@ -90,23 +90,85 @@ public struct PermissionFixer {
     }
 
     public func run() throws -> Report {
-        var report = Report(share: share.name, path: share.path)
         guard let rootFD = try SafeFS.openDirectory(share.path) else {
             throw SandboxError.failure("the share \(share.name) (\(share.path)) does not exist", hint: "run `comfy-sandbox provision --only tree`")
         }
-        guard let rst = SafeFS.fstat(rootFD) else { close(rootFD); throw SandboxError.failure("cannot stat \(share.path): \(Errno.current)") }
-        var walk = Walk(fixer: self, rootDev: rst.st_dev, report: report)
-        walk.stack = [Frame(fd: rootFD, dev: rst.st_dev, ino: rst.st_ino, name: [0])]
-        walk.openCount = 1
-        walk.processDirectory(frame: 0, st: rst)
-        walk.loop()
-        report = walk.report
+        defer { close(rootFD) }
+        guard let rst = SafeFS.fstat(rootFD) else { throw SandboxError.failure("cannot stat \(share.path): \(Errno.current)") }
+        let rootPath = Array(share.path.utf8)
+        // The share's own directory and its entries, here.
+        var top = Walk(fixer: self, rootDev: rst.st_dev, prefix: rootPath, report: Report(share: share.name, path: share.path))
+        top.stack = [Frame(fd: rootFD, dev: rst.st_dev, ino: rst.st_ino, name: [0])]
+        top.processDirectory(frame: 0, st: rst)
+        let subdirs = top.stack[0].pending
+        top.stack[0].pending = []
+
+        // Its subdirectories, walked by a few threads at once: the work is
+        // system calls on independent directories, and two walkers keep two
+        // cores busy where one would wait. Each walker starts from an fd
+        // opened below the share's fd and checked against the listed inode.
+        let results = Results(top.report)
+        let queue = WorkQueue(subdirs)
+        let workers = max(1, min(workerCount, subdirs.count))
+        let fixer = self
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let (name, ino) = queue.next() {
+                var path = rootPath
+                path.append(UInt8(ascii: "/"))
+                path += name.dropLast().map { UInt8(bitPattern: $0) }
+                var walk = Walk(fixer: fixer, rootDev: rst.st_dev, prefix: path, report: Report(share: fixer.share.name, path: fixer.share.path))
+                let fd = name.withUnsafeBufferPointer { SafeFS.openBeneath(rootFD, $0.baseAddress!, flags: O_RDONLY | O_DIRECTORY, noXDev: true) }
+                if fd < 0 {
+                    walk.skip(PermissionFixer.escape(path), Walk.openFailure(errno, directory: true))
+                } else if let st = SafeFS.fstat(fd), SafeFS.isDirectory(st), st.st_ino == ino, st.st_dev == rst.st_dev {
+                    walk.stack = [Frame(fd: fd, dev: st.st_dev, ino: st.st_ino, name: [0])]
+                    walk.openCount = 1
+                    walk.processDirectory(frame: 0, st: st)
+                    walk.loop()
+                } else {
+                    close(fd)
+                    walk.skip(PermissionFixer.escape(path), "replaced while the walk ran (not the directory listed); left alone")
+                }
+                results.add(walk.report)
+            }
+        }
+        var report = results.total
+        report.skipped.sort { $0.path < $1.path }
         return report
+    }
+
+    /// Threads for the walk: the CPUs, at most 4 (beyond that the disk, not the CPU, limits).
+    public var workerCount = min(4, ProcessInfo.processInfo.activeProcessorCount)
+
+    final class WorkQueue: @unchecked Sendable {
+        private var items: [([CChar], ino_t)]
+        private let lock = NSLock()
+        init(_ items: [([CChar], ino_t)]) { self.items = items }
+        func next() -> ([CChar], ino_t)? { lock.withLock { items.popLast() } }
+    }
+
+    final class Results: @unchecked Sendable {
+        private(set) var total: Report
+        private let lock = NSLock()
+        init(_ r: Report) { total = r }
+        func add(_ r: Report) {
+            lock.withLock {
+                total.checked += r.checked
+                total.changed += r.changed
+                total.groupChanged += r.groupChanged
+                total.modeChanged += r.modeChanged
+                total.aclChanged += r.aclChanged
+                total.setidCleared += r.setidCleared
+                total.skipped += r.skipped
+            }
+        }
     }
 
     struct Walk {
         let fixer: PermissionFixer
         let rootDev: dev_t
+        /// Path bytes of frame 0.
+        let prefix: [UInt8]
         var report: Report
         var stack: [Frame] = []
         var openCount = 0
@@ -117,7 +179,7 @@ public struct PermissionFixer {
 
         /// Display path of frame `k` (joined from the names on the stack), plus an optional child.
         func path(_ k: Int, _ child: UnsafePointer<CChar>? = nil) -> String {
-            var bytes = Array(fixer.share.path.utf8)
+            var bytes = prefix
             if k >= 1 {
                 for f in stack[1...k] { bytes.append(UInt8(ascii: "/")); bytes += f.name.dropLast().map { UInt8(bitPattern: $0) } }
             }
