@@ -378,13 +378,14 @@ public struct PermissionFixer: Sendable {
                 report.groupChanged += 1
             }
             if now.st_mode & 0o6000 != 0 { report.setidCleared += 1 }
-            // Always set the mode after a chown: the kernel may have cleared bits.
-            if now.st_mode & 0o7777 != want || now.st_gid != fixer.gid {
+            // chown only ever clears setuid/setgid, which `want` never has, so
+            // the mode needs setting exactly when it differed before.
+            if now.st_mode & 0o7777 != want {
                 guard cs_fchmod_fd(fd, want) == 0 else {
                     skip(path(k, name), "cannot change its mode (\(Errno.current))")
                     return
                 }
-                if now.st_mode & 0o7777 != want { report.modeChanged += 1 }
+                report.modeChanged += 1
             }
             report.changed += 1
         }
