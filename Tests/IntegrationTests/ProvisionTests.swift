@@ -182,4 +182,32 @@ struct ProvisionTests {
         let acl = try World.sh("getfacl -n -p '\(w.home)/alice'").stdoutText
         #expect(!acl.contains("group:\(gid):"), "the traverse ACL entry is gone: \(acl)")
     }
+
+    @Test("uninstall keeps an adopted group; --purge-data removes the shares")
+    func uninstallAdoptedPurge() throws {
+        let w = try World.provisioned("prov-purge", provision: false)
+        #expect(try w.sh("groupadd comfyshared").status == 0)
+        #expect(try w.comfy(["provision"]).status == 0)
+        let r = try w.comfy(["uninstall", "--purge-data"])
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("keeping the group comfyshared: comfy-sandbox did not create it"), "\(r.stdoutText)")
+        #expect(w.gid("comfyshared") != nil)
+        #expect(!FileManager.default.fileExists(atPath: w.sharePath("models")))
+        #expect(FileManager.default.fileExists(atPath: "\(w.home)/alice"), "the home itself stays")
+    }
+
+    @Test("status reports each share's drift and the pending plan, and exits 3")
+    func statusDrift() throws {
+        let w = try World.provisioned("prov-status")
+        let clean = try w.comfy(["status", "--json"])
+        let items = try JSONDecoder().decode([StatusItem].self, from: clean.stdout).filter { $0.section == "provision" }
+        #expect(items.allSatisfy { $0.ok }, "\(items.filter { !$0.ok })")
+        #expect(items.contains { $0.key == "pending changes" && $0.value == "none" })
+        chmod(w.sharePath("output"), 0o775)
+        let drift = try w.comfy(["status", "--json"])
+        #expect(drift.status == 3)
+        let bad = try JSONDecoder().decode([StatusItem].self, from: drift.stdout).filter { !$0.ok }
+        #expect(bad.contains { $0.key == "share output" && $0.value.contains("no setgid") }, "\(bad)")
+        #expect(bad.contains { $0.key == "pending changes" && $0.value.hasPrefix("1 ") }, "\(bad)")
+    }
 }
