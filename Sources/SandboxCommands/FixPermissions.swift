@@ -41,6 +41,10 @@ public struct FixPermissions: ParsableCommand {
             let report = try fixer.run()
             if tty { printProgress(nil) }
             reports.append(report)
+            if report.changed > 0 {
+                try Journal(stateDir: config.stateDir).append("fix-permissions",
+                    "\(share.name): \(report.changed) changed (group \(report.groupChanged), mode \(report.modeChanged), ACL \(report.aclChanged), setuid/setgid cleared \(report.setidCleared)), \(report.skipped.count) skipped")
+            }
             if !output.json { printText(report) }
         }
         if output.json {

@@ -41,6 +41,7 @@ struct FixPermissionsTests {
         #expect(mode("\(input)/mine") == 0o664)
         let input_ = try #require(reports.first { $0.share == "input" })
         #expect(input_.groupChanged == 1 && input_.changed == 2)
+        #expect(Journal(stateDir: w.state).lines().last?.contains("fix-permissions input: 2 changed") == true)
         // A second run finds nothing to change.
         #expect(try w.fixPermissions().allSatisfy { $0.changed == 0 })
     }

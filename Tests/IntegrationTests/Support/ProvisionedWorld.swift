@@ -8,6 +8,10 @@ import Testing
 extension World {
     static let sandboxUser = "comfyui_sandbox"
     static let group = "comfyshared"
+    /// The foundation's areas only: other areas (ComfyUI, nodes) need a
+    /// repository these worlds do not serve, and are tested by their owners.
+    static let provisionFoundation = ["provision", "--only", "accounts,tree"]
+    static let planFoundation = ["plan", "--only", "accounts,tree"]
 
     /// A world with the primary user and a written config; provisioned unless told otherwise.
     static func provisioned(_ label: String, provision: Bool = true) throws -> World {
@@ -15,7 +19,7 @@ extension World {
         try w.addPrimaryUser()
         try w.writeConfig(w.defaultConfig())
         if provision {
-            let r = try w.comfy(["provision"])
+            let r = try w.comfy(World.provisionFoundation)
             #expect(r.status == 0, "provision: \(r.stderrText)")
         }
         return w
