@@ -192,4 +192,16 @@ struct FixPermissionsTests {
         #expect(r.stdoutText.contains("runs ok: 30"), "\(r.stdoutText + r.stderrText)")
         #expect(try outside(w) == before, "the race reached outside the share")
     }
+
+    @Test("a share path that became a symlink is refused as a whole, nothing followed")
+    func shareRootSymlink() throws {
+        let w = try World.provisioned("fix-rootlink")
+        let input = w.sharePath("input")
+        try #require(try w.asUser("alice", "mv '\(input)' '\(input).real' && ln -s /etc '\(input)'").succeeded)
+        let before = try outside(w)
+        let r = try w.comfy(["fix-permissions", "input"])
+        #expect(r.status == 1)
+        #expect(r.stderrText.contains("\(input) is a symbolic link"), "\(r.stderrText)")
+        #expect(try outside(w) == before)
+    }
 }

@@ -84,7 +84,10 @@ public enum SafeFS {
     }
 
     static func pathError(_ path: String, _ e: Int32) -> SandboxError {
-        switch e {
+        // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; name it right (lstat only for the message).
+        var e = e
+        if e == ENOTDIR, let st = lstat(path), isSymlink(st) { e = ELOOP }
+        return switch e {
         case ELOOP:
             SandboxError.failure("\(path) is a symbolic link; refusing to follow it as root",
                                  hint: "replace it with a real directory (or fix the configured path) and run again")
