@@ -210,4 +210,19 @@ struct ProvisionTests {
         #expect(bad.contains { $0.key == "share output" && $0.value.contains("no setgid") }, "\(bad)")
         #expect(bad.contains { $0.key == "pending changes" }, "\(bad)")
     }
+
+    @Test("a sandbox home that exists and belongs to someone else is refused, not taken over")
+    func foreignHome() throws {
+        let w = try World.provisioned("prov-foreignhome", provision: false)
+        var c = w.defaultConfig()
+        c["sandbox_user"] = ["name": "comfyui_sandbox", "home": "\(w.home)/alice/notmine"]
+        c["shares"] = [["name": "models", "path": "\(w.data)/models", "mount": "models", "access": "read-only"]]
+        try w.writeConfig(c)
+        try #require(try w.asUser("alice", "mkdir '\(w.home)/alice/notmine'").succeeded)
+        let r = try w.comfy(World.provisionFoundation)
+        #expect(r.status == 1)
+        #expect(r.stderrText.contains("belongs to alice"), "\(r.stderrText)")
+        var st = Glibc.stat()
+        #expect(lstat("\(w.home)/alice/notmine", &st) == 0 && st.st_uid == w.uid("alice"))
+    }
 }

@@ -78,6 +78,7 @@ struct ExampleConfigTests {
         (#"{"primary_user":"alice","shares":[{"name":"a","path":"/usr/share/x","access":"read-only"}]}"#, "shares[0].path: /usr/share/x is in a system directory"),
         (#"{"primary_user":"alice","shared_group":{"members":["Bob"]}}"#, "shared_group.members[0]: \"Bob\" is not a valid"),
         (#"{"primary_user":"alice","sandbox_user":{"name":"alice"}}"#, "sandbox_user.name: must differ from primary_user"),
+        (#"{"primary_user":"alice","sandbox_user":{"home":"/home/alice"}}"#, "shares[0].path: /home/alice/workspace/ai/models is inside sandbox_user.home"),
     ])
     func validationTable(json: String, expected: String) {
         do {

@@ -97,6 +97,11 @@ public struct AccountsPlanner: Planner {
                                            hint: "move it away or set sandbox_user.home to another path")
             }
             let user = AccountLookup.user(userName)
+            // Never take over somebody else's directory (a typo'd home could be a person's).
+            if st.st_uid != 0 && st.st_uid != user?.uid {
+                throw SandboxError.failure("sandbox_user.home: \(home) exists and belongs to \(SafeFS.userName(st.st_uid)); refusing to hand it to \(userName)",
+                                           hint: "set sandbox_user.home to a new path such as /home/\(userName)")
+            }
             if user.map({ $0.uid != st.st_uid || $0.gid != st.st_gid }) ?? true {
                 out.append(Change(.accounts, "set owner", home, from: "\(SafeFS.userName(st.st_uid)):\(SafeFS.groupName(st.st_gid))",
                                   to: "\(userName):\(groupName)") {

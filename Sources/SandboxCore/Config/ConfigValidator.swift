@@ -91,6 +91,9 @@ public enum ConfigValidator {
             if s.path == c.sandboxUser.home || isInside(c.sandboxUser.home, [s.path]) {
                 bad("\(k).path", "\(s.path) contains the sandbox user's home")
             }
+            if isInside(s.path, [c.sandboxUser.home]) {
+                bad("\(k).path", "\(s.path) is inside sandbox_user.home (\(c.sandboxUser.home)); the sandbox would own the share's parent")
+            }
             for (j, o) in c.shares.enumerated() where j < i {
                 if o.path == s.path || isInside(s.path, [o.path]) || isInside(o.path, [s.path]) {
                     bad("\(k).path", "\(s.path) nests with shares[\(j)].path (\(o.path)); shares may not contain each other")
