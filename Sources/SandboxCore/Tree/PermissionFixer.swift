@@ -47,6 +47,8 @@ public struct PermissionFixer: Sendable {
         public var modeChanged = 0
         public var aclChanged = 0
         public var setidCleared = 0
+        /// Directories reopened from a kept ancestor after their fd was closed to bound open fds.
+        public var reopened = 0
         public var skipped: [Skip] = []
 
         enum CodingKeys: String, CodingKey {
@@ -55,6 +57,7 @@ public struct PermissionFixer: Sendable {
             case modeChanged = "mode_changed"
             case aclChanged = "acl_changed"
             case setidCleared = "setid_cleared"
+            case reopened = "directories_reopened"
         }
     }
 
@@ -159,6 +162,7 @@ public struct PermissionFixer: Sendable {
                 total.modeChanged += r.modeChanged
                 total.aclChanged += r.aclChanged
                 total.setidCleared += r.setidCleared
+                total.reopened += r.reopened
                 total.skipped += r.skipped
             }
         }
@@ -252,6 +256,7 @@ public struct PermissionFixer: Sendable {
                 }
                 stack[m].fd = fd
                 openCount += 1
+                report.reopened += 1
             }
             trimWindow()
             return true
