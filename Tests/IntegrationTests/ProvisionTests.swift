@@ -158,7 +158,7 @@ struct ProvisionTests {
         #expect(Date().timeIntervalSince(start) > 1.2)
         // Two at once from scratch: both succeed, each change applied once.
         let w2 = try World.provisioned("prov-lock2", provision: false)
-        let both = try w2.run(["/bin/sh", "-c", "\"$CS\" provision --only accounts,tree > a.out 2>&1 & \"$CS\" provision --only accounts,tree > b.out 2>&1; wait; cat a.out b.out"],
+        let both = try w2.run(["/bin/sh", "-c", "\"$CS\" provision --only accounts,tree > \"$WORLD/a.out\" 2>&1 & \"$CS\" provision --only accounts,tree > \"$WORLD/b.out\" 2>&1; wait; cat \"$WORLD/a.out\" \"$WORLD/b.out\""],
                               environment: ["CS": World.binary, "COMFY_SANDBOX_CONFIG": w2.configPath])
         #expect(both.status == 0)
         let lines = Journal(stateDir: w2.state).lines()
