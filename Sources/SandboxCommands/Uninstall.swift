@@ -1,15 +1,98 @@
 import ArgumentParser
+import Foundation
 import SandboxCore
 
 public struct Uninstall: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "uninstall",
-        abstract: "Remove the service, sandbox user, installed code and state (shared data stays)."
+        abstract: "Remove the service, sandbox user, installed code and state (shared data stays).",
+        discussion: """
+        Removes, and lists as it goes: the systemd unit (stopped and disabled first),
+        the sandbox user and its home, the traverse ACL entries provision added, the
+        shared group (only when provision created it and it has no members beyond the
+        configured ones), comfyui.path, its Python environment, and state_dir. The
+        shares and their data stay unless --purge-data. Holds the state lock.
+        Trees the sandbox could write are removed with `rm -rf --one-file-system`,
+        which never follows a symlink or leaves the file system.
+        """
     )
     @OptionGroup public var options: ConfigOptions
+    @Flag(name: .long, help: "Also delete the shares and everything in them.")
+    public var purgeData = false
     public init() {}
 
+    static let unit = "/etc/systemd/system/comfy-sandbox.service"
+
     public func run() throws {
-        throw SandboxError.failure("uninstall is not implemented yet")
+        let config = try options.load()
+        try requireRoot("uninstall")
+        let lock = try StateLock.acquire(stateDir: config.stateDir, command: "uninstall", onWait: { printError($0) })
+        defer { lock.release() }
+        let record = AccountsRecord.load(stateDir: config.stateDir)
+
+        if SafeFS.lstat(Self.unit) != nil {
+            print("removing the systemd unit \(Self.unit)")
+            if FileManager.default.fileExists(atPath: "/run/systemd/system") {
+                _ = try? HostCommand("/usr/bin/systemctl", ["disable", "--now", "comfy-sandbox.service"]).run()
+            }
+            if unlink(Self.unit) != 0 { throw SandboxError.failure("cannot remove \(Self.unit): \(Errno.current)") }
+            if FileManager.default.fileExists(atPath: "/run/systemd/system") {
+                _ = try? HostCommand("/usr/bin/systemctl", ["daemon-reload"]).run()
+            }
+        }
+
+        let group = AccountLookup.group(config.sharedGroup.name)
+        // Traverse ACL entries provision may have added on the primary user's home and below.
+        if let group, let primary = AccountLookup.user(config.primaryUser) {
+            var dirs = Set<String>()
+            for share in config.shares where ConfigValidator.isInside(share.path, [primary.home]) {
+                var p = primary.home
+                dirs.insert(p)
+                for c in share.path.dropFirst(primary.home.count + 1).split(separator: "/").dropLast() { p += "/" + c; dirs.insert(p) }
+            }
+            for d in dirs.sorted() where SafeFS.lstat(d).map(SafeFS.isDirectory) == true {
+                let r = try HostCommand("/usr/bin/setfacl", ["--physical", "-x", "g:\(group.gid)", d]).run()
+                if r.succeeded { print("removing the traverse ACL for \(group.name) on \(d)") }
+            }
+        }
+
+        if let user = AccountLookup.user(config.sandboxUser.name) {
+            if let problem = AccountsPlanner.conflict(user) {
+                throw SandboxError.failure("the user \(user.name) \(problem); not removing an account comfy-sandbox would not have made",
+                                           hint: "remove it yourself if it is a leftover (`userdel \(user.name)`)")
+            }
+            print("removing the user \(user.name)")
+            try HostCommand("/usr/sbin/userdel", [user.name]).check("removing the user \(user.name)")
+        }
+        try remove(config.sandboxUser.home, "the sandbox home")
+
+        if let group = AccountLookup.group(config.sharedGroup.name) {
+            let allowed = Set(config.sharedGroup.members + [config.sandboxUser.name])
+            let others = group.members.filter { !allowed.contains($0) }
+            if !record.createdGroup {
+                print("keeping the group \(group.name): comfy-sandbox did not create it")
+            } else if !others.isEmpty {
+                print("keeping the group \(group.name): it has other members (\(others.joined(separator: ", ")))")
+            } else {
+                print("removing the group \(group.name)")
+                try HostCommand("/usr/sbin/groupdel", [group.name]).check("removing the group \(group.name)")
+            }
+        }
+
+        try remove(config.comfyui.path, "ComfyUI (comfyui.path)")
+        try remove(config.venvPath, "the Python environment")
+        if purgeData {
+            for share in config.shares { try remove(share.path, "the share \(share.name) and its data") }
+        } else {
+            for share in config.shares where SafeFS.lstat(share.path) != nil { print("keeping the share \(share.name) (\(share.path))") }
+        }
+        try remove(config.stateDir, "state_dir")
+    }
+
+    /// rm -rf --one-file-system: never follows a symlink, never leaves the file system.
+    func remove(_ path: String, _ what: String) throws {
+        guard SafeFS.lstat(path) != nil else { return }
+        print("removing \(what): \(path)")
+        try HostCommand("/bin/rm", ["-rf", "--one-file-system", "--", path]).check("removing \(path)")
     }
 }

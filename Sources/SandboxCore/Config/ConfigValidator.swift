@@ -45,6 +45,23 @@ public enum ConfigValidator {
         if isSystemDirectory(c.sandboxUser.home) || c.sandboxUser.home == "/home" {
             bad("sandbox_user.home", "\(c.sandboxUser.home) is a system directory; use a dedicated one like /home/comfyui_sandbox")
         }
+        // Foundation: the group is shared, never someone's private group; the
+        // installed code is root's, so neither the sandbox home nor the state may live in it.
+        if c.sharedGroup.name == c.primaryUser {
+            bad("shared_group.name", "must differ from primary_user (\"\(c.primaryUser)\" is that user's private group); use a dedicated one like \"comfyshared\"")
+        }
+        if c.sharedGroup.name == c.sandboxUser.name {
+            bad("shared_group.name", "must differ from sandbox_user.name (\"\(c.sandboxUser.name)\")")
+        }
+        if c.sandboxUser.home == c.comfyui.path || isInside(c.sandboxUser.home, [c.comfyui.path]) {
+            bad("sandbox_user.home", "\(c.sandboxUser.home) is inside comfyui.path (\(c.comfyui.path)), which is root's installed code")
+        }
+        if c.stateDir == c.comfyui.path || isInside(c.stateDir, [c.comfyui.path]) || isInside(c.comfyui.path, [c.stateDir]) {
+            bad("state_dir", "\(c.stateDir) overlaps comfyui.path (\(c.comfyui.path)); keep them apart")
+        }
+        if isInside(c.stateDir, [c.sandboxUser.home]) || c.stateDir == c.sandboxUser.home {
+            bad("state_dir", "\(c.stateDir) is inside the sandbox user's home; the sandbox could then write the records")
+        }
 
         // Repos and revs
         checkRepo(c.comfyui.repo, "comfyui.repo", allowed: c.git.allowedProtocols, &out)
@@ -73,6 +90,9 @@ public enum ConfigValidator {
             }
             if s.path == c.sandboxUser.home || isInside(c.sandboxUser.home, [s.path]) {
                 bad("\(k).path", "\(s.path) contains the sandbox user's home")
+            }
+            if isInside(s.path, [c.sandboxUser.home]) {
+                bad("\(k).path", "\(s.path) is inside sandbox_user.home (\(c.sandboxUser.home)); the sandbox would own the share's parent")
             }
             for (j, o) in c.shares.enumerated() where j < i {
                 if o.path == s.path || isInside(s.path, [o.path]) || isInside(o.path, [s.path]) {

@@ -1,0 +1,128 @@
+import CACL
+import Foundation
+
+/// POSIX ACLs through libacl, always on an open descriptor. The default ACL
+/// has no fd call in libacl, so it goes through "/proc/self/fd/N", which the
+/// kernel resolves to the very inode the fd holds (systemd-tmpfiles does the
+/// same); a path rebuilt from names is never used.
+public enum ACL {
+    /// The default ACL of a read-write share's directories: the owner and the
+    /// group get rwx, the shared group by name too (so a file moved in with
+    /// another owning group still inherits it), others r-x. New files then get
+    /// 0664 and new directories 2775 whatever the creator's umask.
+    public static func rwDefaultText(gid: gid_t) -> String {
+        "u::rwx,g::rwx,g:\(gid):rwx,m::rwx,o::r-x"
+    }
+
+    /// Human form for plan lines.
+    public static func rwDefaultDescription(group: String) -> String {
+        "default ACL u::rwx,g::rwx,g:\(group):rwx,m::rwx,o::r-x"
+    }
+
+    static func procPath(_ fd: Int32) -> String { "/proc/self/fd/\(fd)" }
+
+    /// Does the directory's default ACL equal the read-write one?
+    public static func hasRWDefault(fd: Int32, gid: gid_t) -> Bool {
+        guard let current = acl_get_file(procPath(fd), acl_type_t(ACL_TYPE_DEFAULT)) else { return false }
+        defer { acl_free(UnsafeMutableRawPointer(current)) }
+        guard let want = acl_from_text(rwDefaultText(gid: gid)) else { return false }
+        defer { acl_free(UnsafeMutableRawPointer(want)) }
+        return acl_cmp(current, want) == 0
+    }
+
+    /// Does the directory have any default ACL entries?
+    public static func hasDefault(fd: Int32) -> Bool {
+        guard let current = acl_get_file(procPath(fd), acl_type_t(ACL_TYPE_DEFAULT)) else { return false }
+        defer { acl_free(UnsafeMutableRawPointer(current)) }
+        return acl_entries(current) > 0
+    }
+
+    public static func setRWDefault(fd: Int32, gid: gid_t, display: String) throws {
+        guard let want = acl_from_text(rwDefaultText(gid: gid)) else {
+            throw SandboxError.failure("cannot build the default ACL for \(display): \(Errno.current)")
+        }
+        defer { acl_free(UnsafeMutableRawPointer(want)) }
+        if acl_set_file(procPath(fd), acl_type_t(ACL_TYPE_DEFAULT), want) != 0 {
+            throw SandboxError.failure("cannot set the default ACL of \(display): \(Errno.current)",
+                                       hint: "the file system must support POSIX ACLs (mount option acl)")
+        }
+    }
+
+    public static func removeDefault(fd: Int32, display: String) throws {
+        if acl_delete_def_file(procPath(fd)) != 0 {
+            throw SandboxError.failure("cannot remove the default ACL of \(display): \(Errno.current)")
+        }
+    }
+
+    /// Can a process whose only relevant identity is group `gid` (not the
+    /// owner) search (x) this directory? Follows the POSIX ACL check order.
+    public static func groupCanTraverse(_ st: stat, fd: Int32?, path: String, gid: gid_t?) -> Bool {
+        let acl: acl_t? = fd.map { acl_get_fd($0) } ?? acl_get_file(path, acl_type_t(ACL_TYPE_ACCESS))
+        var named: Bool? = nil
+        var mask: Bool = true
+        if let acl {
+            defer { acl_free(UnsafeMutableRawPointer(acl)) }
+            var entry: acl_entry_t?
+            var r = acl_get_entry(acl, ACL_FIRST_ENTRY, &entry)
+            while r == 1, let e = entry {
+                var tag = acl_tag_t(0)
+                acl_get_tag_type(e, &tag)
+                var ps: acl_permset_t?
+                acl_get_permset(e, &ps)
+                let x = ps.map { acl_get_perm($0, acl_perm_t(ACL_EXECUTE)) == 1 } ?? false
+                if tag == acl_tag_t(ACL_MASK) { mask = x }
+                if tag == acl_tag_t(ACL_GROUP), let gid, let q = acl_get_qualifier(e) {
+                    if q.load(as: gid_t.self) == gid { named = x }
+                    acl_free(q)
+                }
+                r = acl_get_entry(acl, ACL_NEXT_ENTRY, &entry)
+            }
+        }
+        if let gid, st.st_gid == gid { return (st.st_mode & 0o010) != 0 && mask }
+        if let named { return named && mask }
+        return (st.st_mode & 0o001) != 0
+    }
+
+    /// Adds (or widens to include x) a named-group entry `g:gid:--x` on the
+    /// directory's access ACL and recomputes the mask. Nothing but search is
+    /// granted: the group can pass through, not list or write.
+    public static func grantTraverse(fd: Int32, gid: gid_t, display: String) throws {
+        var acl: acl_t? = acl_get_fd(fd)
+        guard acl != nil else {
+            throw SandboxError.failure("cannot read the ACL of \(display): \(Errno.current)")
+        }
+        defer { if let acl { acl_free(UnsafeMutableRawPointer(acl)) } }
+        var entry: acl_entry_t?
+        var found: acl_entry_t? = nil
+        var r = acl_get_entry(acl, ACL_FIRST_ENTRY, &entry)
+        while r == 1, let e = entry {
+            var tag = acl_tag_t(0)
+            acl_get_tag_type(e, &tag)
+            if tag == acl_tag_t(ACL_GROUP), let q = acl_get_qualifier(e) {
+                if q.load(as: gid_t.self) == gid { found = e }
+                acl_free(q)
+            }
+            r = acl_get_entry(acl, ACL_NEXT_ENTRY, &entry)
+        }
+        if found == nil {
+            var e: acl_entry_t?
+            guard acl_create_entry(&acl, &e) == 0, let e else {
+                throw SandboxError.failure("cannot extend the ACL of \(display): \(Errno.current)")
+            }
+            acl_set_tag_type(e, acl_tag_t(ACL_GROUP))
+            var g = gid
+            acl_set_qualifier(e, &g)
+            var ps: acl_permset_t?
+            acl_get_permset(e, &ps)
+            if let ps { acl_clear_perms(ps) }
+            found = e
+        }
+        var ps: acl_permset_t?
+        acl_get_permset(found!, &ps)
+        if let ps { acl_add_perm(ps, acl_perm_t(ACL_EXECUTE)) }
+        guard acl_calc_mask(&acl) == 0, acl_set_fd(fd, acl!) == 0 else {
+            throw SandboxError.failure("cannot set the ACL of \(display): \(Errno.current)",
+                                       hint: "the file system must support POSIX ACLs (mount option acl)")
+        }
+    }
+}

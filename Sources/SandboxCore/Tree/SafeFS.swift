@@ -1,0 +1,172 @@
+import CSandbox
+import Foundation
+
+/// File-system operations for paths that lie under directories someone other
+/// than root can write (the primary user's home, the shares). Every path is
+/// walked from "/" by file descriptor with openat2(RESOLVE_NO_SYMLINKS), so a
+/// component swapped for a symlink mid-walk makes the walk fail instead of
+/// leading root somewhere else, and every change is made on the descriptor
+/// (fchownat(fd, "", AT_EMPTY_PATH), fchmodat2, acl_set_fd), never on a
+/// rebuilt path.
+public enum SafeFS {
+    /// <fcntl.h> hides these behind _GNU_SOURCE, so Swift's Glibc does not see them.
+    public static let O_PATH: Int32 = 0o10000000
+    public static let AT_EMPTY_PATH: Int32 = 0x1000
+
+    /// What lstat(2) says about a path, or nil when it does not exist.
+    public static func lstat(_ path: String) -> stat? {
+        var st = stat()
+        return Glibc.lstat(path, &st) == 0 ? st : nil
+    }
+
+    public static func isDirectory(_ st: stat) -> Bool { (st.st_mode & S_IFMT) == S_IFDIR }
+    public static func isSymlink(_ st: stat) -> Bool { (st.st_mode & S_IFMT) == S_IFLNK }
+    public static func isRegular(_ st: stat) -> Bool { (st.st_mode & S_IFMT) == S_IFREG }
+
+    /// "a regular file", "a symbolic link"...: for messages.
+    public static func kind(_ st: stat) -> String {
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFREG: "a regular file"
+        case S_IFLNK: "a symbolic link"
+        case S_IFIFO: "a FIFO"
+        case S_IFSOCK: "a socket"
+        case S_IFCHR, S_IFBLK: "a device"
+        default: "a special file"
+        }
+    }
+
+    static func components(_ path: String) -> [String] {
+        path.split(separator: "/").map(String.init)
+    }
+
+    /// openat2 of one name below `dirfd`, never following a symlink, never
+    /// leaving `dirfd`. Retries EINTR/EAGAIN (openat2 returns EAGAIN when a
+    /// concurrent rename makes the lookup unsafe).
+    public static func openBeneath(_ dirfd: Int32, _ name: String, flags: Int32, noXDev: Bool = false) -> Int32 {
+        name.withCString { openBeneath(dirfd, $0, flags: flags, noXDev: noXDev) }
+    }
+
+    /// The same for a raw name (bytes as the directory holds them, maybe not UTF-8).
+    public static func openBeneath(_ dirfd: Int32, _ name: UnsafePointer<CChar>, flags: Int32, noXDev: Bool = false) -> Int32 {
+        var resolve = CS_RESOLVE_BENEATH | CS_RESOLVE_NO_SYMLINKS | CS_RESOLVE_NO_MAGICLINKS
+        if noXDev { resolve |= CS_RESOLVE_NO_XDEV }
+        var tries = 0
+        while true {
+            let fd = cs_openat2(dirfd, name, UInt64(flags | O_CLOEXEC | O_NOFOLLOW), 0, resolve)
+            if fd >= 0 { return fd }
+            let e = errno
+            if (e == EINTR || e == EAGAIN) && tries < 100 { tries += 1; continue }
+            errno = e
+            return -1
+        }
+    }
+
+    /// Opens an existing directory by absolute path, component by component
+    /// from "/", refusing symlinks anywhere on the way. nil when it does not
+    /// exist; throws when something else is in the way.
+    public static func openDirectory(_ path: String) throws -> Int32? {
+        var fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError.failure("cannot open /: \(Errno.current)") }
+        var walked = ""
+        for comp in components(path) {
+            walked += "/" + comp
+            let next = openBeneath(fd, comp, flags: O_RDONLY | O_DIRECTORY)
+            let e = errno
+            close(fd)
+            if next < 0 {
+                if e == ENOENT { return nil }
+                throw pathError(walked, e)
+            }
+            fd = next
+        }
+        return fd
+    }
+
+    static func pathError(_ path: String, _ e: Int32) -> SandboxError {
+        // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; name it right (lstat only for the message).
+        var e = e
+        if e == ENOTDIR, let st = lstat(path), isSymlink(st) { e = ELOOP }
+        return switch e {
+        case ELOOP:
+            SandboxError.failure("\(path) is a symbolic link; refusing to follow it as root",
+                                 hint: "replace it with a real directory (or fix the configured path) and run again")
+        case ENOTDIR:
+            SandboxError.failure("\(path) is a file where a directory must be; not touching it",
+                                 hint: "move it away and run again")
+        default:
+            SandboxError.failure("cannot open \(path): \(Errno(e))")
+        }
+    }
+
+    /// Makes sure every component of `path` is a directory, creating the
+    /// missing ones with `owner(depth-path)` and `mode`. Returns an fd of the
+    /// final directory. Existing directories are left as they are.
+    public static func ensureDirectory(_ path: String, created: (String) -> (uid: uid_t, gid: gid_t, mode: mode_t)) throws -> Int32 {
+        var fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError.failure("cannot open /: \(Errno.current)") }
+        var walked = ""
+        for comp in components(path) {
+            walked += "/" + comp
+            var next = openBeneath(fd, comp, flags: O_RDONLY | O_DIRECTORY)
+            if next < 0 && errno == ENOENT {
+                let want = created(walked)
+                if mkdirat(fd, comp, 0o700) != 0 && errno != EEXIST {
+                    let e = errno
+                    close(fd)
+                    throw SandboxError.failure("cannot create \(walked): \(Errno(e))")
+                }
+                next = openBeneath(fd, comp, flags: O_RDONLY | O_DIRECTORY)
+                if next >= 0 {
+                    // Set owner first: chown may clear mode bits, chmod then sets them all.
+                    if fchown(next, want.uid, want.gid) != 0 || fchmod(next, want.mode) != 0 {
+                        let e = errno
+                        close(next); close(fd)
+                        throw SandboxError.failure("cannot set owner/mode of \(walked): \(Errno(e))")
+                    }
+                }
+            }
+            let e = errno
+            close(fd)
+            if next < 0 { throw pathError(walked, e) }
+            fd = next
+        }
+        return fd
+    }
+
+    /// The parent directory of `path` and the last name.
+    public static func split(_ path: String) -> (String, String) {
+        let ns = path as NSString
+        return (ns.deletingLastPathComponent, ns.lastPathComponent)
+    }
+
+    public static func fstat(_ fd: Int32) -> stat? {
+        var st = stat()
+        return Glibc.fstat(fd, &st) == 0 ? st : nil
+    }
+
+    /// fchown on the descriptor; -1 keeps that id.
+    public static func chown(_ fd: Int32, uid: uid_t = uid_t.max, gid: gid_t = gid_t.max, display: String) throws {
+        if fchownat(fd, "", uid, gid, SafeFS.AT_EMPTY_PATH) != 0 {
+            throw SandboxError.failure("cannot change the owner of \(display): \(Errno.current)")
+        }
+    }
+
+    public static func chmod(_ fd: Int32, _ mode: mode_t, display: String) throws {
+        if cs_fchmod_fd(fd, mode) != 0 {
+            throw SandboxError.failure("cannot change the mode of \(display): \(Errno.current)")
+        }
+    }
+
+    /// Name of a uid/gid for plan lines.
+    public static func userName(_ uid: uid_t) -> String { AccountLookup.user(uid: uid)?.name ?? String(uid) }
+    public static func groupName(_ gid: gid_t) -> String {
+        var gr = Glibc.group()
+        var result: UnsafeMutablePointer<Glibc.group>?
+        var buf = [CChar](repeating: 0, count: 65536)
+        guard getgrgid_r(gid, &gr, &buf, buf.count, &result) == 0, result != nil else { return String(gid) }
+        return String(cString: gr.gr_name)
+    }
+
+    public static func octal(_ mode: mode_t) -> String { String(format: "%04o", mode & 0o7777) }
+}

@@ -1,0 +1,26 @@
+# Sourced by the benchmarks: runs the calling script inside a throwaway world
+# (a private mount namespace with a temporary copy of /etc bind-mounted over
+# /etc, temp dirs for homes and data), so useradd, groupadd and Ansible's user
+# module change only the copy and the host stays untouched.
+#   enter_world "$@"     # re-executes the script inside the world; sets WORLD
+#   world_config NAME PRIMARY SHARE_PATH...   # writes $WORLD/NAME.json
+enter_world() {
+  if [ "$(id -u)" != 0 ]; then echo "$(basename "$0"): needs root (accounts are made inside a throwaway world)" >&2; exit 1; fi
+  if [ "${CS_WORLD_INSIDE:-}" != 1 ]; then
+    export CS_WORLD_INSIDE=1
+    exec unshare --mount --propagation private "$0" "$@"
+  fi
+  WORLD="$(mktemp -d /tmp/cs-bench.XXXXXX)"
+  chmod 0755 "$WORLD"
+  export WORLD
+  cp -a /etc "$WORLD/etc"
+  mount --make-rprivate /
+  mount --bind "$WORLD/etc" /etc
+  mkdir -p "$WORLD/home" "$WORLD/opt" "$WORLD/data"
+  chmod 0755 "$WORLD/home" "$WORLD/opt" "$WORLD/data"
+  trap 'umount /etc 2>/dev/null; rm -rf --one-file-system "$WORLD"' EXIT
+}
+
+# mean seconds of a hyperfine JSON export
+hf_mean() { python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["results"][0]["mean"])' "$1"; }
+ratio() { python3 -c 'import sys; print("%.1f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
