@@ -1,0 +1,93 @@
+import Foundation
+
+/// A checkout this tool owns, driven through `GitRunner`. The repository
+/// keeps no remote in its config: every fetch names the URL from the
+/// config, so a changed `repo` takes effect and nothing in `.git/config`
+/// decides where git connects.
+public struct Repository: Sendable {
+    public let path: String
+    public let git: GitRunner
+    /// A writable node's worktree is group-writable (sticky); `.git` never is.
+    public var groupWritableWorktree = false
+
+    public init(path: String, git: GitRunner, groupWritableWorktree: Bool = false) {
+        self.path = path
+        self.git = git
+        self.groupWritableWorktree = groupWritableWorktree
+    }
+
+    @discardableResult
+    func run(_ args: [String], allowFailure: Bool = false) throws -> HostCommand.Result {
+        try git.run(args, repo: path, allowGroupWritableWorktree: groupWritableWorktree, allowFailure: allowFailure)
+    }
+
+    /// `git init` with no template (no sample hooks copied in) into `path`,
+    /// which the caller created root-owned.
+    public static func initialize(at path: String, git: GitRunner) throws -> Repository {
+        try git.run(["init", "-q", "--template=", "--", path], repo: nil)
+        // git init makes .git with the umask; make it plainly root's.
+        _ = chmod(path + "/.git", 0o755)
+        return Repository(path: path, git: git)
+    }
+
+    /// Where fetched branches land: ours, never a remote the repo names.
+    static let branchRefs = "refs/comfy-sandbox/heads/"
+
+    /// Fetches every branch and tag of `url` (pruning those gone upstream),
+    /// with no submodules and no tag auto-following beyond the refspec.
+    public func fetchAll(url: String) throws {
+        try run(["fetch", "-q", "--no-recurse-submodules", "--no-write-fetch-head", "--prune", "--force", "--no-tags",
+                 "--", url, "+refs/heads/*:\(Self.branchRefs)*", "+refs/tags/*:refs/tags/*"])
+    }
+
+    /// Fetches one commit by id (servers that allow unadvertised wants).
+    public func fetchCommit(url: String, sha: String) -> Bool {
+        (try? run(["fetch", "-q", "--no-recurse-submodules", "--no-write-fetch-head", "--no-tags", "--", url, sha], allowFailure: true))?.succeeded ?? false
+    }
+
+    public func hasCommit(_ sha: String) -> Bool {
+        guard GitFiles.isCommitID(sha) else { return false }
+        return (try? run(["cat-file", "-e", "--end-of-options", "\(sha)^{commit}"], allowFailure: true))?.succeeded ?? false
+    }
+
+    /// The commit `rev` names among fetched refs: a full id present here, a
+    /// tag (peeled), or a branch. Tags come first, as in git's own lookup.
+    public func resolveLocally(_ rev: String) throws -> String? {
+        if GitFiles.isCommitID(rev) { return hasCommit(rev) ? rev : nil }
+        let r = try run(["for-each-ref", "--format=%(refname) %(objectname) %(*objectname)", "--",
+                         "refs/tags/\(rev)", "\(Self.branchRefs)\(rev)"])
+        var tag: String?, branch: String?
+        for line in r.stdoutText.split(separator: "\n") {
+            let f = line.split(separator: " ").map(String.init)
+            guard f.count >= 2 else { continue }
+            let commit = f.count >= 3 ? f[2] : f[1]
+            if f[0] == "refs/tags/\(rev)" { tag = commit }
+            if f[0] == "\(Self.branchRefs)\(rev)" { branch = commit }
+        }
+        guard let sha = tag ?? branch, GitFiles.isCommitID(sha), hasCommit(sha) else { return nil }
+        return sha
+    }
+
+    /// Keeps `sha` reachable from a ref of ours so a later prune upstream or
+    /// a manual gc cannot lose a commit the history may roll back to.
+    public func pin(_ sha: String) throws {
+        try run(["update-ref", "--no-deref", "refs/comfy-sandbox/pins/\(sha)", sha])
+    }
+
+    /// Detached, forced checkout: a checkout interrupted earlier (files half
+    /// written, a stale index.lock) is simply redone.
+    public func checkout(_ sha: String) throws {
+        let lock = path + "/.git/index.lock"
+        var st = stat()
+        if lstat(lock, &st) == 0 { _ = unlink(lock) }   // we hold the state lock: no git of ours runs here
+        try run(["checkout", "-q", "--force", "--detach", "--no-recurse-submodules", sha, "--"])
+    }
+
+    /// `git submodule update --init` under the same hardening, only for
+    /// nodes that set `"submodules": true`.
+    public func updateSubmodules() throws {
+        try run(["submodule", "update", "--init", "--no-recommend-shallow", "--"])
+    }
+
+    public var head: String? { GitFiles.detachedHead(path) }
+}
