@@ -238,6 +238,7 @@ struct NodesTests {
         // What an attacker with one foothold would leave in the checkout's own
         // .git: a live hook and an fsmonitor command. Root-owned, as if planted.
         let gitDir = w.nodeDir("evil") + "/.git"
+        try FileManager.default.createDirectory(atPath: gitDir + "/hooks", withIntermediateDirectories: true)
         try payload.write(toFile: gitDir + "/hooks/post-checkout", atomically: true, encoding: .utf8)
         chmod(gitDir + "/hooks/post-checkout", 0o755)
         try GitDaemon.sh("git config -f \(gitDir)/config core.fsmonitor 'touch \(marker)-fsmonitor-config'")
