@@ -21,6 +21,20 @@ enum NodeOutput {
         if report.failed { throw ExitCode(1) }
     }
 
+    /// The venv and the confined, sealed requirement install (see PythonEnv),
+    /// as one more line of the summary.
+    static func syncPythonEnv(_ config: Config) -> Outcome {
+        let env = PythonEnv(config)
+        do {
+            if !env.hasVenv { try env.createVenv() }
+            if env.requirementsSettled() { return Outcome(name: "python", kind: .upToDate, message: env.venv) }
+            let sealed = try env.installRequirements(progress: { printError($0) })
+            return Outcome(name: "python", kind: .installed, message: "requirements sealed in \(sealed ?? env.venv)")
+        } catch {
+            return Outcome(name: "python", kind: .failed, message: "\(error)")
+        }
+    }
+
     /// Root, a sane umask (new files root-owned and read-only to others), the state lock.
     static func prepare(_ config: Config, command: String) throws -> StateLock {
         try requireRoot(command)

@@ -4,7 +4,7 @@ import SandboxCore
 public struct UpdateComfyUI: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "update-comfyui",
-        abstract: "Install ComfyUI at comfyui.rev, or move it when comfyui.rev changed (--pull: re-resolve the rev).",
+        abstract: "Install ComfyUI at comfyui.rev, or move it when comfyui.rev changed (--pull: re-resolve the rev); then its Python environment.",
         discussion: "Records state_dir/comfyui.json like a node's record. Exit 1 on failure, with the checkout and record unchanged."
     )
     @OptionGroup public var options: ConfigOptions
@@ -17,7 +17,10 @@ public struct UpdateComfyUI: ParsableCommand {
         let config = try options.load()
         let lock = try NodeOutput.prepare(config, command: "update-comfyui")
         defer { lock.release() }
-        let outcome = ComfyUIInstall(config).update(pull: pull)
-        try NodeOutput.emit(NodeManager.Report(outcomes: [outcome], unmanaged: []), json: output.json)
+        var outcomes = [ComfyUIInstall(config).update(pull: pull)]
+        if outcomes[0].kind != .failed {
+            outcomes.append(NodeOutput.syncPythonEnv(config))
+        }
+        try NodeOutput.emit(NodeManager.Report(outcomes: outcomes, unmanaged: []), json: output.json)
     }
 }

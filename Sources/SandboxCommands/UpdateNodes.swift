@@ -19,7 +19,10 @@ public struct UpdateNodes: ParsableCommand {
         let config = try options.load()
         let lock = try NodeOutput.prepare(config, command: "update-nodes")
         defer { lock.release() }
-        let report = try NodeManager(config).update(names: names, pull: pull, progress: Progress(verb: "update"))
+        var report = try NodeManager(config).update(names: names, pull: pull, progress: Progress(verb: "update"))
+        if config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) {
+            report.outcomes.append(NodeOutput.syncPythonEnv(config))
+        }
         try NodeOutput.emit(report, json: output.json)
     }
 }

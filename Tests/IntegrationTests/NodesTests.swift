@@ -446,3 +446,57 @@ struct NodesTests {
         #expect(GitFiles.detachedHead(w.comfyPath) == first)
     }
 }
+
+@Suite("python environment", .serialized)
+struct PythonEnvTests {
+    @Test("requirements install as the sandbox user, then are sealed root-owned, byte-compiled and importable", .requiresRoot)
+    func confinedInstall() throws {
+        let w = try NodesWorld("nodes-python")
+        try w.addSandboxAccounts()
+        let sandboxUID = try #require(w.world.uid("comfyui_sandbox"))
+        // An sdist whose setup.py records the uid that built it: running code
+        // at install time is exactly what must not happen as root.
+        let wheels = w.world.data + "/wheels"
+        let src = w.world.data + "/src/uidprobe-1.0"
+        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
+        try """
+        import os
+        from setuptools import setup
+        os.makedirs("uidprobe", exist_ok=True)
+        with open("uidprobe/__init__.py", "w") as f:
+            f.write("BUILT_BY_UID = %d\\n" % os.getuid())
+        setup(name="uidprobe", version="1.0", packages=["uidprobe"])
+        """.write(toFile: src + "/setup.py", atomically: true, encoding: .utf8)
+        try "Metadata-Version: 1.0\nName: uidprobe\nVersion: 1.0\n".write(toFile: src + "/PKG-INFO", atomically: true, encoding: .utf8)
+        try World.sh("mkdir -p \(wheels) && tar -C \(w.world.data)/src -czf \(wheels)/uidprobe-1.0.tar.gz uidprobe-1.0 && chmod -R a+rX \(w.world.data)")
+        try w.git.makeRepo("ComfyUI", files: ["main.py": "print('hi')\n", "requirements.txt": "uidprobe\n"])
+        var c = w.world.defaultConfig()
+        c["comfyui"] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3",
+                        "install_requirements": true, "pip_args": ["--no-index", "--find-links", wheels, "--no-build-isolation"]]
+        c["git"] = ["allowed_protocols": ["https", "git"]]
+        try w.world.writeConfig(c)
+        let r = try w.comfy(["update-comfyui"])
+        #expect(r.status == 0, "\((r.stdoutText + r.stderrText).replacingOccurrences(of: "\n", with: " | "))")
+        let venv = "\(w.world.opt)/comfy-sandbox/venv"
+        let sealedDirs = (try? FileManager.default.contentsOfDirectory(atPath: venv + "/cs-requirements")) ?? []
+        let sealed = venv + "/cs-requirements/" + (try #require(sealedDirs.first))
+        let probe = try String(contentsOfFile: sealed + "/uidprobe/__init__.py", encoding: .utf8)
+        #expect(probe == "BUILT_BY_UID = \(sandboxUID)\n", "built by: \(probe)")
+        #expect(sandboxUID != 0)
+        // Sealed: everything root-owned, nothing group/other-writable, compiled.
+        let walk = try World.sh("find \(sealed) \\( ! -user root -o -perm /022 \\) -print")
+        #expect(walk.stdoutText.isEmpty, "not sealed: \(walk.stdoutText)")
+        let pyc = try World.sh("find \(sealed)/uidprobe -name '*.pyc'")
+        #expect(!pyc.stdoutText.isEmpty, "not byte-compiled")
+        // Importable from the venv, as the sandbox user, who cannot write there.
+        let gid = try #require(w.world.gid("comfyshared"))
+        let asSandbox = "setpriv --reuid=\(sandboxUID) --regid=\(gid) --init-groups"
+        let imp = try w.world.sh("cd / && \(asSandbox) \(venv)/bin/python -c 'import uidprobe; print(uidprobe.BUILT_BY_UID)'")
+        #expect(imp.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "\(sandboxUID)", "\(imp.stderrText)")
+        let write = try w.world.sh("\(asSandbox) /bin/sh -c 'echo x > \(sealed)/uidprobe/__init__.py'")
+        #expect(!write.succeeded && write.stderrText.contains("Permission denied"))
+        // Unchanged requirements: nothing reinstalled.
+        let again = try w.comfy(["update-comfyui"])
+        #expect(again.stdoutText.contains("python: up_to_date"), "\(again.stdoutText)")
+    }
+}

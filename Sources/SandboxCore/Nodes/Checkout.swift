@@ -53,6 +53,14 @@ public struct Outcome: Sendable, Codable {
     public var previous: String?
     public var message: String?
 
+    public init(name: String, kind: Kind, sha: String? = nil, previous: String? = nil, message: String? = nil) {
+        self.name = name
+        self.kind = kind
+        self.sha = sha
+        self.previous = previous
+        self.message = message
+    }
+
     public var line: String {
         let short = { (s: String?) in s.map { String($0.prefix(12)) } ?? "-" }
         switch kind {

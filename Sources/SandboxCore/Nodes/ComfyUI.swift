@@ -91,6 +91,15 @@ public struct NodesPlanner: Planner {
                 if o.kind == .failed { throw SandboxError.failure("custom node \(node.name) (custom_nodes): \(o.message ?? "failed")") }
             })
         }
+        // Nodes come after the python area: requirements of nodes checked
+        // out just now are installed here, the same confined, sealed way.
+        let env = PythonEnv(config)
+        if config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) && (!out.isEmpty || !env.requirementsSettled()) {
+            out.append(Change(.nodes, "install node requirements as \(config.sandboxUser.name)", env.venv) {
+                if !env.hasVenv { try env.createVenv() }
+                if !env.requirementsSettled() { try env.installRequirements(progress: { printError($0) }) }
+            })
+        }
         return out
     }
 }

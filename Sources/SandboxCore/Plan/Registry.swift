@@ -3,6 +3,7 @@ public enum Planners {
     public static func all() -> [any Planner] {
         [
             ComfyUIPlanner(),
+            PythonPlanner(),
             NodesPlanner(),
         ]
     }
