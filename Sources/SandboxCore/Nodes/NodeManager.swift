@@ -7,7 +7,7 @@ import Foundation
 public struct NodeManager: Sendable {
     public let config: Config
     public let git: GitRunner
-    public var parallelism = 4
+    public var parallelism = 8
 
     public init(_ config: Config) {
         self.config = config
