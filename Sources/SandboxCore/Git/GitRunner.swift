@@ -153,11 +153,25 @@ public enum GitFiles {
         s.utf8.count == 40 && s.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
-    /// The commit HEAD names, when HEAD is detached (as every checkout this
-    /// tool makes is); nil when it is symbolic or unreadable. Opens with
-    /// O_NOFOLLOW so a link planted as HEAD is not followed.
-    public static func detachedHead(_ repo: String) -> String? {
-        let fd = open(repo + "/.git/HEAD", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+    /// A loose ref's commit id (`.git/<ref>` holding 40 hex digits), read
+    /// with O_NOFOLLOW; nil when absent or not a plain id.
+    public static func looseRef(_ repo: String, _ ref: String) -> String? {
+        guard !ref.contains("..") else { return nil }
+        return readID(repo + "/.git/" + ref)
+    }
+
+    public static func refExists(_ repo: String, _ ref: String) -> Bool {
+        var st = stat()
+        return lstat(repo + "/.git/" + ref, &st) == 0
+    }
+
+    public static func packedRefsExist(_ repo: String) -> Bool {
+        var st = stat()
+        return lstat(repo + "/.git/packed-refs", &st) == 0
+    }
+
+    static func readID(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: 128)
@@ -165,5 +179,12 @@ public enum GitFiles {
         guard n > 0 else { return nil }
         let s = String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return isCommitID(s) ? s : nil
+    }
+
+    /// The commit HEAD names, when HEAD is detached (as every checkout this
+    /// tool makes is); nil when it is symbolic or unreadable. Opens with
+    /// O_NOFOLLOW so a link planted as HEAD is not followed.
+    public static func detachedHead(_ repo: String) -> String? {
+        readID(repo + "/.git/HEAD")
     }
 }

@@ -54,6 +54,13 @@ public struct Repository: Sendable {
     /// tag (peeled), or a branch. Tags come first, as in git's own lookup.
     public func resolveLocally(_ rev: String) throws -> String? {
         if GitFiles.isCommitID(rev) { return hasCommit(rev) ? rev : nil }
+        // The common case without a git process: no tag of that name and the
+        // branch as a loose ref (what a fetch into our own namespace writes).
+        // Anything else (annotated tags, packed refs) goes through for-each-ref.
+        if !GitFiles.refExists(path, "refs/tags/\(rev)"), !GitFiles.packedRefsExist(path),
+           let sha = GitFiles.looseRef(path, "\(Self.branchRefs)\(rev)") {
+            return sha
+        }
         let r = try run(["for-each-ref", "--format=%(refname) %(objectname) %(*objectname)", "--",
                          "refs/tags/\(rev)", "\(Self.branchRefs)\(rev)"])
         var tag: String?, branch: String?
