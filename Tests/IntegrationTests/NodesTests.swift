@@ -424,6 +424,14 @@ struct NodesTests {
         #expect(!denied.succeeded)
         // update-nodes still works on it (git runs: the worktree is root-owned and sticky).
         #expect(try w.comfy(["update-nodes", "--pull"]).status == 0)
+        // Made read-only again: sealed back to root-only, and the sandbox can no longer write.
+        try w.setNodes([w.node("alpha")])
+        let sealed = try w.comfy(["update-nodes"])
+        #expect(sealed.status == 0, "\(sealed.stdoutText)\(sealed.stderrText)")
+        let after = try w.world.sh("\(asSandbox) /bin/sh -c 'echo z >> \(w.nodeDir("alpha"))/__init__.py'")
+        #expect(!after.succeeded)
+        let modes = try World.sh("find \(w.nodeDir("alpha")) -path '*/.git' -prune -o \\( ! -user root -o -perm /022 \\) -print")
+        #expect(modes.stdoutText.isEmpty, "still writable: \(modes.stdoutText)")
     }
 
     @Test("ComfyUI is checked out at comfyui.rev with its own record, and rolls back", .requiresRoot)

@@ -15,6 +15,8 @@ public struct CheckoutSpec: Sendable {
     public var writableGroup: gid_t?
     /// ComfyUI's directory may already exist (custom_nodes made first): check out in place.
     public var installInPlace = false
+    /// `"writable": true` but the shared group does not exist (yet).
+    public var writableGroupMissing: String?
 
     public init(name: String, repo: String, rev: String, dir: String, disabledDir: String?, recordPath: String) {
         self.name = name
@@ -30,7 +32,10 @@ public struct CheckoutSpec: Sendable {
                              disabledDir: config.customNodesDir + "/" + n.name + ".disabled",
                              recordPath: config.nodesStateDir + "/" + n.name + ".json")
         s.submodules = n.submodules
-        if n.writable { s.writableGroup = AccountLookup.group(config.sharedGroup.name)?.gid }
+        if n.writable {
+            s.writableGroup = AccountLookup.group(config.sharedGroup.name)?.gid
+            s.writableGroupMissing = s.writableGroup == nil ? config.sharedGroup.name : nil
+        }
         return s
     }
 
@@ -136,6 +141,7 @@ public struct Checkout: Sendable {
         guard exists(spec.dir), !(spec.disabledDir.map(exists) ?? false) else { return false }
         guard case .record(let r) = RecordStore.load(spec.recordPath, name: spec.name), r.status != .disabled, r.status != .failed else { return false }
         guard (try? GitRunner.requireRootOwned(spec.dir, allowGroupWritableWorktree: spec.writableGroup != nil)) != nil else { return false }
+        guard permissionsMatch() else { return false }
         return GitFiles.detachedHead(spec.dir) == r.currentSHA && readRevMarker(spec.dir) == spec.rev
     }
 
@@ -146,7 +152,33 @@ public struct Checkout: Sendable {
         do { return try updateOrThrow(pull: pull) } catch { return failed("\(error)") }
     }
 
+    /// The top of the checkout has the mode `writable` asks for.
+    func permissionsMatch() -> Bool {
+        var st = stat()
+        guard lstat(spec.dir, &st) == 0 else { return false }
+        if let g = spec.writableGroup { return st.st_gid == g && (st.st_mode & 0o7777) == 0o3775 }
+        return (st.st_mode & 0o022) == 0
+    }
+
+    /// A node whose `writable` changed: re-apply the group-writable layout,
+    /// or seal a formerly writable tree back to root-only (by descriptor,
+    /// .git untouched) so git may run in it again. Anything not root-owned is
+    /// left for requireRootOwned to refuse.
+    func normalizePermissions() throws {
+        var st = stat()
+        guard lstat(spec.dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == 0, !permissionsMatch() else { return }
+        if spec.writableGroup != nil {
+            try applyPermissions()
+        } else if (st.st_mode & 0o1000) != 0 {
+            try TreeOwnership.apply(.sealed, to: spec.dir, skipTop: [".git"])
+            _ = chmod(spec.dir, 0o755)
+        }
+    }
+
     func updateOrThrow(pull: Bool) throws -> Outcome {
+        if let g = spec.writableGroupMissing {
+            return failed("\"writable\": true needs the shared group \(g) (shared_group.name), which does not exist; run `comfy-sandbox provision` first")
+        }
         let (record, corrupt) = loadRecord()
         if let corrupt { return failed(corrupt) }
         removeLeftovers()
@@ -161,6 +193,7 @@ public struct Checkout: Sendable {
         guard exists(spec.dir), !spec.installInPlace || exists(spec.dir + "/.git") else {
             return try install(record: record, pull: pull)
         }
+        try normalizePermissions()
         let repo = Repository(path: spec.dir, git: git, groupWritableWorktree: spec.writableGroup != nil)
         try GitRunner.requireRootOwned(spec.dir, allowGroupWritableWorktree: spec.writableGroup != nil)
         guard var record else { return try adopt(repo) }
