@@ -65,9 +65,11 @@ public enum NodeScanner {
                 walk(sub, relative: rel, node: node, depth: depth + 1, &out)
                 close(sub)
             case S_IFLNK:
-                var buf = [CChar](repeating: 0, count: 4096)
-                let n = readlinkat(dfd, name, &buf, buf.count - 1)
-                let target = n > 0 ? String(cString: buf) : "?"
+                var buf = [UInt8](repeating: 0, count: 4096)
+                let n = buf.withUnsafeMutableBufferPointer { p in
+                    p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { readlinkat(dfd, name, $0, p.count - 1) }
+                }
+                let target = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : "?"
                 if target.hasPrefix("/") || target.split(separator: "/").contains("..") {
                     out.append(Finding(node: node, file: rel, line: 0, rule: "symlink-outside", severity: .medium,
                                        reason: "a link pointing outside the node (\(target)); code could read or write there through it"))
