@@ -81,6 +81,11 @@ struct NodesTests {
         #expect(again.stdoutText.contains("alpha: up_to_date"), "\(again.stdoutText)")
         #expect(w.recordBytes("alpha") == before)
         #expect(w.head("alpha") == sha)
+        // The same, for scripts.
+        let json = try w.comfy(["update-nodes", "--json"])
+        let parsed = try #require(try JSONSerialization.jsonObject(with: json.stdout) as? [String: Any])
+        let outcomes = try #require(parsed["outcomes"] as? [[String: Any]])
+        #expect(outcomes.count == 1 && outcomes[0]["name"] as? String == "alpha" && outcomes[0]["kind"] as? String == "up_to_date")
     }
 
     @Test("changing a node's rev moves it and records the previous commit", .requiresRoot)
