@@ -81,6 +81,12 @@ done
 clone_ms=$(printf '%s\n' "${clone_times[@]}" | median)
 ours_ms=$(printf '%s\n' "${ours_times[@]}" | median)
 
+# For reference: the clone loop with the object checks every fetch of ours does.
+rm -rf "$T/clones"; mkdir -p "$T/clones"
+s=$(now_ms)
+for i in $(seq -w 1 "$N"); do git -c transfer.fsckObjects=true clone -q "git://127.0.0.1:$PORT/node$i.git" "$T/clones/node$i"; done
+fsck_clone_ms=$(( $(now_ms) - s ))
+
 # No-op: every pinned commit present; timed inside one world so unshare is not counted.
 noop=$(in_world /bin/bash -c '
   for r in $(seq 20); do
@@ -101,6 +107,7 @@ pair_median=$(echo "$pair_ratios" | median)
 echo "P6 update-nodes from empty, $N nodes: ${ours_ms} ms (median of $RUNS; runs: ${ours_times[*]})"
 echo "P6 sequential git clone loop, $N repos: ${clone_ms} ms (median of $RUNS; runs: ${clone_times[*]})"
 echo "P6 ratio update-nodes / clone loop: $ratio of medians, $pair_median median of per-run ratios ($(echo $pair_ratios)) (goal <= 0.5)"
+echo "P6 (reference) sequential clone loop with transfer.fsckObjects=true, as every fetch of ours: ${fsck_clone_ms} ms (one run)"
 echo "P6 machine load while measuring: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "P6 no-op update-nodes: median ${noop_ms} ms, max ${noop_max} ms over 20 runs (goal <= 100 ms)"
 echo "P6 no-op with the git daemon stopped: $offline/$N nodes up_to_date (no network needed)"
