@@ -71,7 +71,7 @@ public struct Outcome: Sendable, Codable {
         switch kind {
         case .failed: return "\(name): FAILED: \(message ?? "")"
         case .updated, .rolledBack, .repaired: return "\(name): \(kind.rawValue) \(short(previous)) -> \(short(sha))" + (message.map { " (\($0))" } ?? "")
-        default: return "\(name): \(kind.rawValue) \(short(sha))" + (message.map { " (\($0))" } ?? "")
+        default: return "\(name): \(kind.rawValue)" + (sha.map { " \(short($0))" } ?? "") + (message.map { " (\($0))" } ?? "")
         }
     }
 }
