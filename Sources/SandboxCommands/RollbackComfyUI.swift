@@ -4,12 +4,17 @@ import SandboxCore
 public struct RollbackComfyUI: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "rollback-comfyui",
-        abstract: "Put ComfyUI back on its previous commit."
+        abstract: "Put ComfyUI back on the previous_sha in state_dir/comfyui.json (twice toggles)."
     )
     @OptionGroup public var options: ConfigOptions
+    @OptionGroup public var output: OutputOptions
     public init() {}
 
     public func run() throws {
-        throw SandboxError.failure("rollback-comfyui is not implemented yet")
+        let config = try options.load()
+        let lock = try NodeOutput.prepare(config, command: "rollback-comfyui")
+        defer { lock.release() }
+        let outcome = ComfyUIInstall(config).rollback()
+        try NodeOutput.emit(NodeManager.Report(outcomes: [outcome], unmanaged: []), json: output.json)
     }
 }

@@ -4,12 +4,20 @@ import SandboxCore
 public struct RollbackNodes: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "rollback-nodes",
-        abstract: "Put each named node (all when none is named) back on its previous commit."
+        abstract: "Put each named node (all, when none is named) back on its previous_sha.",
+        discussion: "Twice toggles. A node with no previous commit fails with a message (exit 1)."
     )
     @OptionGroup public var options: ConfigOptions
+    @OptionGroup public var output: OutputOptions
+    @Argument(help: "Nodes to roll back (default: all).")
+    public var names: [String] = []
     public init() {}
 
     public func run() throws {
-        throw SandboxError.failure("rollback-nodes is not implemented yet")
+        let config = try options.load()
+        let lock = try NodeOutput.prepare(config, command: "rollback-nodes")
+        defer { lock.release() }
+        let report = try NodeManager(config).rollback(names: names, progress: Progress(verb: "rollback"))
+        try NodeOutput.emit(report, json: output.json)
     }
 }

@@ -36,6 +36,9 @@ public struct Config: Codable, Equatable, Sendable {
         public var path: String = "/opt/comfy-sandbox/ComfyUI"
         public var python: String = "/usr/bin/python3"
         public var installRequirements: Bool = true
+        /// Extra arguments for pip/uv when installing requirements (e.g.
+        /// ["--no-index", "--find-links", "/srv/wheels"] for offline installs).
+        public var pipArgs: [String] = []
         public init() {}
     }
 

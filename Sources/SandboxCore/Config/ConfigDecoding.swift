@@ -130,6 +130,7 @@ extension Config.ComfyUI {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case repo, rev, path, python
         case installRequirements = "install_requirements"
+        case pipArgs = "pip_args"
     }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
@@ -139,6 +140,7 @@ extension Config.ComfyUI {
         path = try c(.path, default: path)
         python = try c(.python, default: python)
         installRequirements = try c(.installRequirements, default: installRequirements)
+        pipArgs = try c(.pipArgs, default: [])
     }
 }
 

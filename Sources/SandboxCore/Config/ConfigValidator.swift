@@ -66,6 +66,14 @@ public enum ConfigValidator {
         // Repos and revs
         checkRepo(c.comfyui.repo, "comfyui.repo", allowed: c.git.allowedProtocols, &out)
         checkRev(c.comfyui.rev, "comfyui.rev", &out)
+        for (i, a) in c.comfyui.pipArgs.enumerated() {
+            let flag = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
+            if a.contains("\0") {
+                bad("comfyui.pip_args[\(i)]", "contains a NUL byte")
+            } else if ["--target", "-t", "--prefix", "--root", "--user", "--src", "--editable", "-e", "--python", "--system", "--break-system-packages"].contains(flag) {
+                bad("comfyui.pip_args[\(i)]", "\"\(a)\" would change where packages are installed; comfy-sandbox installs into its own sealed staging directory")
+            }
+        }
         for (i, p) in c.git.allowedProtocols.enumerated() where !knownProtocols.contains(p) {
             bad("git.allowed_protocols[\(i)]", "\"\(p)\" is not allowed; choose from \(knownProtocols.sorted().joined(separator: ", "))")
         }

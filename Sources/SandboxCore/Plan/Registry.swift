@@ -4,6 +4,9 @@ public enum Planners {
         [
             AccountsPlanner(),
             TreePlanner(),
+            ComfyUIPlanner(),
+            PythonPlanner(),
+            NodesPlanner(),
         ]
     }
 }

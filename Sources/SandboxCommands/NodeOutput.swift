@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import SandboxCore
+
+/// Shared by update-nodes, rollback-nodes, update-comfyui and rollback-comfyui:
+/// the summary (text or JSON) and the exit status (1 when any checkout failed).
+enum NodeOutput {
+    static func emit(_ report: NodeManager.Report, json: Bool) throws {
+        if json {
+            let e = JSONEncoder()
+            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try e.encode(report), as: UTF8.self))
+        } else {
+            for o in report.outcomes { print(o.line) }
+            for u in report.unmanaged {
+                print("not in the config, left alone: custom_nodes/\(u)")
+            }
+            let failed = report.outcomes.filter { $0.kind == .failed }.count
+            if failed > 0 { print("\(failed) of \(report.outcomes.count) failed") }
+        }
+        if report.failed { throw ExitCode(1) }
+    }
+
+    /// The venv and the confined, sealed requirement install (see PythonEnv),
+    /// as one more line of the summary.
+    static func syncPythonEnv(_ config: Config) -> Outcome {
+        let env = PythonEnv(config)
+        do {
+            if !env.hasVenv { try env.createVenv() }
+            if env.requirementsSettled() { return Outcome(name: "python", kind: .upToDate, message: env.venv) }
+            let sealed = try env.installRequirements(progress: { printError($0) })
+            return Outcome(name: "python", kind: .installed, message: "requirements sealed in \(sealed ?? env.venv)")
+        } catch {
+            return Outcome(name: "python", kind: .failed, message: "\(error)")
+        }
+    }
+
+    /// Root, a sane umask (new files root-owned and read-only to others), the state lock.
+    static func prepare(_ config: Config, command: String) throws -> StateLock {
+        try requireRoot(command)
+        umask(0o022)
+        return try StateLock.acquire(stateDir: config.stateDir, command: command, onWait: { printError($0) })
+    }
+}

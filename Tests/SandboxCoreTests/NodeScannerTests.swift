@@ -1,0 +1,121 @@
+import Foundation
+import SandboxCore
+import Testing
+
+@Suite("node scanner")
+struct NodeScannerTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("fixtures/nodes").path
+
+    @Test("every planted pattern in the hostile fixture is found, each with file, line, rule, severity and reason")
+    func hostileFixture() throws {
+        let findings = try NodeScanner.scan(directory: Self.fixtures + "/hostile-node", node: "hostile")
+        let rules = Set(findings.map(\.rule))
+        for rule in ["yaml-load", "pickle", "torch-load", "dynamic-code", "shell-out", "shell-true", "raw-ip-url",
+                     "encoded-code", "pth-file", "install-time-code", "write-outside", "home-directory", "site-packages", "pip-at-runtime"] {
+            #expect(rules.contains(rule), "missing \(rule); found \(rules.sorted())")
+        }
+        // Every line the fixture marks with a rule name is reported on that line.
+        let text = try String(contentsOfFile: Self.fixtures + "/hostile-node/__init__.py", encoding: .utf8)
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            guard let r = line.range(of: "# ") , line.contains("    # ") else { continue }
+            let marks = line[r.upperBound...].split(separator: "+").map { $0.trimmingCharacters(in: .whitespaces) }
+            for mark in marks {
+                #expect(findings.contains { $0.file == "__init__.py" && $0.line == i + 1 && $0.rule == mark },
+                        "line \(i + 1) should be reported as \(mark): \(line)")
+            }
+        }
+        #expect(findings.contains { $0.rule == "dynamic-code" && $0.severity == .high })
+        #expect(findings.filter { $0.rule == "encoded-code" }.count == 2, "base64 and hex payloads")
+        #expect(findings.contains { $0.rule == "pth-file" && $0.file == "lib/sneaky.pth" })
+        #expect(Set(findings.filter { $0.rule == "install-time-code" }.map(\.file)) == ["install.py", "setup.py", "prestartup_script.py"])
+        #expect(findings.allSatisfy { !$0.reason.isEmpty && !$0.file.isEmpty })
+    }
+
+    @Test("the clean fixture yields nothing")
+    func cleanFixture() throws {
+        let findings = try NodeScanner.scan(directory: Self.fixtures + "/clean-node", node: "clean")
+        #expect(findings.isEmpty, "\(findings.map(\.text))")
+    }
+
+    @Test("links are reported, never followed")
+    func symlinksNotFollowed() throws {
+        let dir = NSTemporaryDirectory() + "scan-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let outside = dir + "-outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: outside) }
+        try "eval(x)\n".write(toFile: outside + "/bad.py", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/linked", withDestinationPath: outside)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/linked.py", withDestinationPath: outside + "/bad.py")
+        let findings = try NodeScanner.scan(directory: dir, node: "n")
+        #expect(!findings.contains { $0.rule == "dynamic-code" })
+        #expect(findings.filter { $0.rule == "symlink-outside" }.count == 2)
+    }
+
+    @Test("dynamic strings are flagged, literals and method calls are not",
+          arguments: [("eval(user_input)", true), ("exec(code + more)", true), ("eval(f\"{x}\")", true),
+                      ("eval(\"1+1\")", false), ("re.compile(r'x')", false), ("self.compile(x)", false),
+                      ("compile(src, 'f', 'exec')", true)])
+    func dynamicCode(line: String, flagged: Bool) {
+        let f = NodeScanner.scanPython(line + "\n", file: "a.py", node: "n")
+        #expect(f.contains { $0.rule == "dynamic-code" } == flagged, "\(line): \(f.map(\.text))")
+    }
+
+    @Test("torch.load and yaml.load are judged by their arguments, across lines")
+    func loaders() {
+        #expect(NodeScanner.scanPython("m = torch.load(p,\n    weights_only=True)\n", file: "a.py", node: "n").isEmpty)
+        #expect(NodeScanner.scanPython("m = torch.load(p,\n    map_location='cpu')\n", file: "a.py", node: "n").contains { $0.rule == "torch-load" })
+        #expect(NodeScanner.scanPython("d = yaml.load(s, Loader=yaml.CSafeLoader)\n", file: "a.py", node: "n").isEmpty)
+        #expect(NodeScanner.scanPython("d = yaml.load(s, Loader=yaml.Loader)\n", file: "a.py", node: "n").contains { $0.rule == "yaml-load" && $0.severity == .high })
+        #expect(NodeScanner.scanPython("d = yaml.unsafe_load(s)\n", file: "a.py", node: "n").contains { $0.rule == "yaml-load" })
+    }
+}
+
+@Suite("git URL and rev rejection")
+struct GitInputRejectionTests {
+    func problems(repo: String, rev: String = "main", allowed: [String] = ["https"]) -> [String] {
+        var c = Config(primaryUser: "alice")
+        c.git.allowedProtocols = allowed
+        var n = Config.CustomNode(name: "n", repo: repo, rev: rev)
+        n.rev = rev
+        c.customNodes = [n]
+        return ConfigValidator.problems(in: c).filter { $0.hasPrefix("custom_nodes[0]") }
+    }
+
+    @Test("URLs git would run or read as options are rejected",
+          arguments: ["-oProxyCommand=touch /tmp/x", "--upload-pack=touch /tmp/x", "ext::sh -c touch% /tmp/x",
+                      "file:///etc", "/srv/repo.git", "../repo", "fd::3", "git://127.0.0.1/x.git", "ssh://h/x", "host:path",
+                      "https://example.com/x y"])
+    func badURLs(url: String) {
+        #expect(!problems(repo: url).isEmpty, "\(url) accepted")
+    }
+
+    @Test("allowed transports pass")
+    func goodURLs() {
+        #expect(problems(repo: "https://github.com/a/b.git").isEmpty)
+        #expect(problems(repo: "git://127.0.0.1:9418/x.git", allowed: ["git"]).isEmpty)
+    }
+
+    @Test("revs that are options or ref syntax are rejected",
+          arguments: ["-b", "--upload-pack=x", "main..other", "HEAD@{1}", "a b", "x:y", "refs/heads/", "v1.lock", "^main", "~1"])
+    func badRevs(rev: String) {
+        #expect(!problems(repo: "https://example.com/x.git", rev: rev).isEmpty, "\(rev) accepted")
+    }
+
+    @Test("the git runner's environment and arguments are hardened")
+    func runnerHardening() {
+        let g = GitRunner(allowedProtocols: ["https"])
+        let env = g.environment
+        #expect(env["GIT_CONFIG_NOSYSTEM"] == "1" && env["GIT_CONFIG_GLOBAL"] == "/dev/null")
+        #expect(env["GIT_TERMINAL_PROMPT"] == "0" && env["GIT_ALLOW_PROTOCOL"] == "https")
+        #expect(env["GIT_ASKPASS"] == "/bin/false" && env["SSH_ASKPASS"] == "/bin/false" && env["LC_ALL"] == "C")
+        #expect(env["HOME"].map { !FileManager.default.fileExists(atPath: $0) } == true)
+        let args = GitRunner.hardening(repo: "/r")
+        for c in ["core.hooksPath=/dev/null", "core.fsmonitor=false", "protocol.file.allow=never", "transfer.fsckObjects=true",
+                  "submodule.recurse=false", "safe.directory=/r"] {
+            #expect(args.contains(c), "missing -c \(c)")
+        }
+    }
+}
