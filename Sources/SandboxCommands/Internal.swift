@@ -8,7 +8,7 @@ public struct Internal: ParsableCommand {
         commandName: "__internal",
         abstract: "Entry points comfy-sandbox runs of itself.",
         shouldDisplay: false,
-        subcommands: []
+        subcommands: [InternalHash.self]
     )
     public init() {}
 }

@@ -165,6 +165,13 @@ long cs_syscall6(long nr, long a, long b, long c, long d, long e, long f);
 extern const long CS_X32_SYSCALL_BIT;
 int cs_errno(void);
 
+// MARK: models area (Integrity): O_PATH and AT_EMPTY_PATH are _GNU_SOURCE-only
+// in glibc, and statfs lives in a header Swift's Glibc does not import.
+extern const int CS_MODELS_O_PATH;
+extern const int CS_MODELS_AT_EMPTY_PATH;
+/// fstatfs(fd).f_type (the file system's magic number), or -1 with errno set.
+long cs_models_fs_type(int fd);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,8 @@
 /// Every planner, in application order. Each area adds its own here.
 public enum Planners {
     public static func all() -> [any Planner] {
-        []
+        [
+            ModelLinksPlanner(),
+        ]
     }
 }

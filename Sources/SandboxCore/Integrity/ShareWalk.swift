@@ -1,0 +1,121 @@
+import Foundation
+
+/// Lists a share without following anything: every directory is opened
+/// relative to its parent's fd with O_NOFOLLOW|O_DIRECTORY, every entry is
+/// lstat'ed with fstatat(AT_SYMLINK_NOFOLLOW) and nothing else is opened. A
+/// FIFO named `x.safetensors` is therefore never opened (no hang), a symlink
+/// to /dev/zero is never followed, and a directory swapped for a symlink
+/// mid-walk fails with ELOOP instead of leading out of the share. The cost is
+/// one getdents per directory and one fstatat per entry: this is what makes a
+/// no-op verify cheap.
+public final class ShareWalk: @unchecked Sendable {
+    public struct File: Sendable {
+        /// Path relative to the share root, '/'-separated.
+        public var path: String
+        /// The open directory it lies in (owned by the walk; valid until `close()`).
+        public var dirFD: Int32
+        public var name: String
+        public var stamp: FileStamp
+    }
+
+    public struct Other: Sendable, Equatable {
+        public var path: String
+        public var kind: String
+        /// For a symlink: what it points to (never followed).
+        public var target: String?
+    }
+
+    public private(set) var files: [File] = []
+    public private(set) var others: [Other] = []
+    /// Directories that could not be opened or listed: path and why.
+    public private(set) var unreadable: [(path: String, why: String)] = []
+    private var dirFDs: [Int32] = []
+
+    /// Walks the directory `rootPath` (its last component must not be a symlink).
+    public init(rootPath: String) throws {
+        ShareWalk.raiseOpenFileLimit()
+        let fd = open(rootPath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw SandboxError.failure("cannot open the models share \(rootPath): \(Errno.current)",
+                                       hint: "it must be a directory (not a symlink); run `comfy-sandbox provision` to create it")
+        }
+        dirFDs.append(fd)
+        walk(fd: fd, prefix: "")
+        files.sort { $0.path < $1.path }
+        others.sort { $0.path < $1.path }
+    }
+
+    deinit { close() }
+
+    /// The fd of the share root, open for the walk's lifetime.
+    public var rootFD: Int32 { dirFDs.first ?? -1 }
+
+    public func close() {
+        for fd in dirFDs { _ = Glibc.close(fd) }
+        dirFDs = []
+    }
+
+    private func walk(fd: Int32, prefix: String) {
+        // fdopendir takes ownership of the fd it gets: give it a duplicate so
+        // `fd` stays open for the hashing that follows.
+        let dupFD = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard dupFD >= 0, let dir = fdopendir(dupFD) else {
+            let e = Errno.current
+            if dupFD >= 0 { _ = Glibc.close(dupFD) }
+            unreadable.append((prefix.isEmpty ? "." : prefix, "cannot list: \(e)"))
+            return
+        }
+        defer { closedir(dir) }
+        var subdirs: [(Int32, String)] = []
+        while true {
+            errno = 0
+            guard let ent = readdir(dir) else {
+                if errno != 0 { unreadable.append((prefix.isEmpty ? "." : prefix, "cannot list: \(Errno.current)")) }
+                break
+            }
+            let name = withUnsafePointer(to: &ent.pointee.d_name) {
+                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+            }
+            if name == "." || name == ".." { continue }
+            let path = prefix.isEmpty ? name : prefix + "/" + name
+            var st = stat()
+            guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                unreadable.append((path, "cannot stat: \(Errno.current)"))
+                continue
+            }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG:
+                files.append(File(path: path, dirFD: fd, name: name, stamp: FileStamp(st)))
+            case S_IFDIR:
+                let sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard sub >= 0 else {
+                    unreadable.append((path, "cannot open directory: \(Errno.current)"))
+                    continue
+                }
+                dirFDs.append(sub)
+                subdirs.append((sub, path))
+            case S_IFLNK:
+                others.append(Other(path: path, kind: "symlink", target: ShareWalk.readLink(fd, name)))
+            default:
+                others.append(Other(path: path, kind: FileKind.name(st.st_mode), target: nil))
+            }
+        }
+        for (sub, path) in subdirs { walk(fd: sub, prefix: path) }
+    }
+
+    static func readLink(_ dirFD: Int32, _ name: String) -> String? {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlinkat(dirFD, name, &buf, buf.count - 1)
+        guard n >= 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Every directory stays open until hashing ends (files are opened
+    /// relative to them): lift the soft fd limit to the hard one.
+    static func raiseOpenFileLimit() {
+        var rl = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0, rl.rlim_cur < rl.rlim_max else { return }
+        rl.rlim_cur = rl.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+    }
+}
