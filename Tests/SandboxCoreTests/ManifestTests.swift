@@ -211,3 +211,24 @@ struct ManifestTests {
 final class ResultBox<T>: @unchecked Sendable {
     var value: Result<T, any Error>?
 }
+
+@Suite("models manifest index")
+struct ManifestIndexTests {
+    @Test("the binary index round-trips the manifest and is ignored when the JSON changed")
+    func roundTripAndStale() throws {
+        let share = try TempDir("share"), state = try TempDir("state")
+        try share.write("a/b.safetensors", "x")
+        try share.symlink("l", to: "/dev/zero")
+        let (m, _) = try Manifest.record(share: share.path, stateDir: state.path, progress: false)
+        let json = try Data(contentsOf: URL(fileURLWithPath: state.sub(ModelManifest.fileName)))
+        let idx = try Data(contentsOf: URL(fileURLWithPath: state.sub(ManifestIndex.fileName)))
+        #expect(ManifestIndex.decode(idx, jsonDigest: ManifestIndex.digest(json)) == m)
+        // Stale (JSON edited by hand): the index is not used, the JSON wins.
+        var edited = m
+        edited.files[0].sha256 = String(repeating: "0", count: 64)
+        try AtomicFile.write(try edited.encoded(), to: state.sub(ModelManifest.fileName), owner: nil)
+        #expect(try Manifest.load(stateDir: state.path) == edited)
+        // Truncated index: ignored, no crash.
+        #expect(ManifestIndex.decode(idx.prefix(idx.count - 3), jsonDigest: ManifestIndex.digest(json)) == nil)
+    }
+}

@@ -163,8 +163,11 @@ public enum Manifest {
                                      createdAt: Timestamp.now(), hashStartedNs: hashStarted,
                                      timestampGranularityNs: granularity, files: entries, links: links)
         try StateDirectory.ensure(stateDir)
-        try AtomicFile.write(try manifest.encoded(), to: manifestPath(stateDir: stateDir), mode: 0o644,
-                             owner: geteuid() == 0 ? (0, 0) : nil)
+        let json = try manifest.encoded()
+        let owner: (uid_t, gid_t)? = geteuid() == 0 ? (0, 0) : nil
+        try AtomicFile.write(json, to: manifestPath(stateDir: stateDir), mode: 0o644, owner: owner)
+        let index = ManifestIndex.encode(manifest, jsonDigest: ManifestIndex.digest(json))
+        try AtomicFile.write(Data(index), to: stateDir + "/" + ManifestIndex.fileName, mode: 0o644, owner: owner)
         let result = RecordResult(manifest: manifestPath(stateDir: stateDir), share: share, files: entries.count, bytes: bytes,
                                   seconds: Date().timeIntervalSince(start), unreadable: unreadable, notHashed: notHashed)
         return (manifest, result)
@@ -243,34 +246,53 @@ public enum Manifest {
         }
     }
 
-    /// Reads the manifest, refusing one that someone other than root (or the
-    /// caller) could have written: a manifest the sandbox could edit would
-    /// vouch for anything.
+    /// Reads the manifest (see `readTrusted` for who may have written it).
     public static func load(stateDir: String) throws -> ModelManifest {
         let path = manifestPath(stateDir: stateDir)
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else {
-            let e = Errno.current
-            if e == .noEntry {
-                throw SandboxError.failure("no models manifest at \(path)", hint: "run `comfy-sandbox record-models` first")
-            }
-            throw SandboxError.failure("cannot open the models manifest \(path): \(e)")
+        let data: Data
+        switch readTrusted(path) {
+        case .success(let d): data = d
+        case .failure(let e): throw e
         }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SandboxError.failure("the models manifest \(path) is not a regular file")
+        // The binary index, when it was made from exactly this JSON, saves
+        // decoding it (the bulk of a no-op verify's time).
+        if case .success(let idx) = readTrusted(stateDir + "/" + ManifestIndex.fileName),
+           let m = ManifestIndex.decode(idx, jsonDigest: ManifestIndex.digest(data)) {
+            return m
         }
-        guard st.st_uid == 0 || st.st_uid == geteuid(), (st.st_mode & 0o022) == 0 else {
-            throw SandboxError(.problem, "the models manifest \(path) is owned by uid \(st.st_uid) or writable by others (mode \(String(st.st_mode & 0o7777, radix: 8))); it cannot be trusted",
-                               hint: "check who changed it, then run `comfy-sandbox record-models` as root")
-        }
-        let data = try handle.readToEnd() ?? Data()
         do {
             return try JSONDecoder().decode(ModelManifest.self, from: data)
         } catch {
             throw SandboxError(.problem, "the models manifest \(path) cannot be parsed: \(error)",
                                hint: "run `comfy-sandbox record-models` to write a new one")
+        }
+    }
+
+    /// Reads a state file, refusing one that someone other than root (or the
+    /// caller) could have written: a manifest the sandbox could edit would
+    /// vouch for anything.
+    static func readTrusted(_ path: String) -> Result<Data, SandboxError> {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else {
+            let e = Errno.current
+            if e == .noEntry {
+                return .failure(SandboxError.failure("no models manifest at \(path)", hint: "run `comfy-sandbox record-models` first"))
+            }
+            return .failure(SandboxError.failure("cannot open \(path): \(e)"))
+        }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            return .failure(SandboxError.failure("\(path) is not a regular file"))
+        }
+        guard st.st_uid == 0 || st.st_uid == geteuid(), (st.st_mode & 0o022) == 0 else {
+            return .failure(SandboxError(.problem, "\(path) is owned by uid \(st.st_uid) or writable by others (mode \(String(st.st_mode & 0o7777, radix: 8))); it cannot be trusted",
+                                         hint: "check who changed it, then run `comfy-sandbox record-models` as root"))
+        }
+        do {
+            return .success(try handle.readToEnd() ?? Data())
+        } catch {
+            return .failure(SandboxError.failure("cannot read \(path): \(error)"))
         }
     }
 
