@@ -96,7 +96,7 @@ rm -f "$work"/f*.bin
 
 # --- 2. verify of an unchanged 10,000-file share --------------------------------
 N=10000
-PER_FILE=$((4 << 20))   # 4 MiB each, sparse: 39 GiB to hash, no disk or RAM used
+PER_FILE=$((6 << 20))   # 6 MiB each, sparse: 59 GiB to hash, no disk or RAM used
 echo "P5: creating a $N-file share ($((N * PER_FILE / GIB)) GiB sparse) in $share_root"
 mkdir -p "$share_root/models" "$share_root/state"
 python3 - "$share_root/models" "$N" "$PER_FILE" <<'PY'

@@ -13,6 +13,8 @@ struct InternalHash: ParsableCommand {
     )
     @Option(name: .long, help: "Files hashed at once (default: one per CPU).")
     var jobs: Int?
+    @Option(name: .long, help: "Read buffer size in KiB (default: the hasher's).")
+    var bufferKib: Int?
     @Argument var files: [String]
 
     func run() throws {
@@ -30,7 +32,8 @@ struct InternalHash: ParsableCommand {
             jobs.append(FileHasher.Job(dirFD: fd, name: name, size: Int64(st.st_size)))
         }
         let start = Date()
-        let results = FileHasher.hashAll(jobs, workers: self.jobs ?? FileHasher.defaultWorkers)
+        let results = FileHasher.hashAll(jobs, workers: self.jobs ?? FileHasher.defaultWorkers,
+                                         bufferSize: bufferKib.map { $0 << 10 } ?? FileHasher.bufferSize)
         let seconds = Date().timeIntervalSince(start)
         var bytes: Int64 = 0
         var failed = false

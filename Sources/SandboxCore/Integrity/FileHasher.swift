@@ -127,7 +127,8 @@ public enum FileHasher {
     /// Hashes every job on a bounded pool of `workers` threads, largest file
     /// first (so one big file does not start last and leave a core idle).
     /// Results come back in job order. `progress` sees every byte read.
-    public static func hashAll(_ jobs: [Job], workers: Int = defaultWorkers, progress: Progress? = nil) -> [(Outcome, bytesRead: Int64)] {
+    public static func hashAll(_ jobs: [Job], workers: Int = defaultWorkers, progress: Progress? = nil,
+                               bufferSize: Int = bufferSize) -> [(Outcome, bytesRead: Int64)] {
         let order = jobs.indices.sorted { jobs[$0].size > jobs[$1].size }
         let results = ResultBox(count: jobs.count)
         let n = max(1, min(workers, jobs.count))
