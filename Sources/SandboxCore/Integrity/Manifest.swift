@@ -122,7 +122,7 @@ public enum Manifest {
     public static func record(share: String, stateDir: String, workers: Int = FileHasher.defaultWorkers,
                               progress: Bool = true) throws -> (ModelManifest, RecordResult) {
         let start = Date()
-        let walk = try ShareWalk(rootPath: share)
+        let walk = try ShareWalk(rootPath: share, workers: workers)
         defer { walk.close() }
         let granularity = timestampGranularity(fd: walk.rootFD)
         let hashStarted = wallClockNs()
@@ -302,7 +302,7 @@ public enum Manifest {
                               workers: Int = FileHasher.defaultWorkers, progress: Bool = true) throws -> VerifyReport {
         let start = Date()
         var report = VerifyReport(manifest: manifestPath, share: share, recordedAt: manifest.createdAt, files: manifest.files.count)
-        let walk = try ShareWalk(rootPath: share)
+        let walk = try ShareWalk(rootPath: share, sorted: false, workers: workers)
         defer { walk.close() }
         report.unreadable = walk.unreadable.map { ModelIssue($0.path, $0.why) }
 
@@ -380,6 +380,10 @@ public enum Manifest {
                 report.unreadable.append(ModelIssue(e.path, "cannot be read: \(why)"))
             }
         }
+        for kp in [\Manifest.VerifyReport.added, \.missing, \.changed, \.unreadable] {
+            report[keyPath: kp].sort { $0.path < $1.path }
+        }
+        report.restamped.sort()
         report.seconds = Date().timeIntervalSince(start)
         return report
     }
