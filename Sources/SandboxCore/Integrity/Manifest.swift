@@ -331,10 +331,10 @@ public enum Manifest {
                 toRead.append((e, f))
             }
         }
-        for f in walk.files where !recorded.contains(f.path) {
+        let recordedLinks = Dictionary(manifest.links.map { ($0.path, $0.target) }, uniquingKeysWith: { a, _ in a })
+        for f in walk.files where !recorded.contains(f.path) && recordedLinks[f.path] == nil {
             report.added.append(ModelIssue(f.path, "not in the manifest (\(f.stamp.size) bytes)"))
         }
-        let recordedLinks = Dictionary(manifest.links.map { ($0.path, $0.target) }, uniquingKeysWith: { a, _ in a })
         for o in walk.others where !recorded.contains(o.path) {
             if o.kind == "symlink" {
                 switch recordedLinks[o.path] {
