@@ -222,13 +222,14 @@ struct ManifestIndexTests {
         let (m, _) = try Manifest.record(share: share.path, stateDir: state.path, progress: false)
         let json = try Data(contentsOf: URL(fileURLWithPath: state.sub(ModelManifest.fileName)))
         let idx = try Data(contentsOf: URL(fileURLWithPath: state.sub(ManifestIndex.fileName)))
-        #expect(ManifestIndex.decode(idx, jsonDigest: ManifestIndex.digest(json)) == m)
+        #expect(ManifestIndex.decode(idx, jsonStamp: nil, jsonDigest: { ManifestIndex.digest(json) }) == m)
+        #expect(ManifestIndex.decode(idx, jsonStamp: nil, jsonDigest: { [UInt8](repeating: 0, count: 32) }) == nil)
         // Stale (JSON edited by hand): the index is not used, the JSON wins.
         var edited = m
         edited.files[0].sha256 = String(repeating: "0", count: 64)
         try AtomicFile.write(try edited.encoded(), to: state.sub(ModelManifest.fileName), owner: nil)
         #expect(try Manifest.load(stateDir: state.path) == edited)
         // Truncated index: ignored, no crash.
-        #expect(ManifestIndex.decode(idx.prefix(idx.count - 3), jsonDigest: ManifestIndex.digest(json)) == nil)
+        #expect(ManifestIndex.decode(idx.prefix(idx.count - 3), jsonStamp: nil, jsonDigest: { ManifestIndex.digest(json) }) == nil)
     }
 }

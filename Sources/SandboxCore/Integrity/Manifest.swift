@@ -166,7 +166,11 @@ public enum Manifest {
         let json = try manifest.encoded()
         let owner: (uid_t, gid_t)? = geteuid() == 0 ? (0, 0) : nil
         try AtomicFile.write(json, to: manifestPath(stateDir: stateDir), mode: 0o644, owner: owner)
-        let index = ManifestIndex.encode(manifest, jsonDigest: ManifestIndex.digest(json))
+        var st = stat()
+        guard lstat(manifestPath(stateDir: stateDir), &st) == 0 else {
+            throw SandboxError.failure("cannot stat \(manifestPath(stateDir: stateDir)) just written: \(Errno.current)")
+        }
+        let index = ManifestIndex.encode(manifest, jsonDigest: ManifestIndex.digest(json), jsonStamp: FileStamp(st))
         try AtomicFile.write(Data(index), to: stateDir + "/" + ManifestIndex.fileName, mode: 0o644, owner: owner)
         let result = RecordResult(manifest: manifestPath(stateDir: stateDir), share: share, files: entries.count, bytes: bytes,
                                   seconds: Date().timeIntervalSince(start), unreadable: unreadable, notHashed: notHashed)
@@ -249,29 +253,57 @@ public enum Manifest {
     /// Reads the manifest (see `readTrusted` for who may have written it).
     public static func load(stateDir: String) throws -> ModelManifest {
         let path = manifestPath(stateDir: stateDir)
-        let data: Data
-        switch readTrusted(path) {
-        case .success(let d): data = d
+        let json: TrustedFile
+        switch openTrusted(path) {
+        case .success(let f): json = f
         case .failure(let e): throw e
         }
         // The binary index, when it was made from exactly this JSON, saves
-        // decoding it (the bulk of a no-op verify's time).
-        if case .success(let idx) = readTrusted(stateDir + "/" + ManifestIndex.fileName),
-           let m = ManifestIndex.decode(idx, jsonDigest: ManifestIndex.digest(data)) {
+        // reading and decoding it (the bulk of a no-op verify's time).
+        var jsonData: Data?
+        func readJSON() throws -> Data {
+            if let jsonData { return jsonData }
+            let d = try json.read()
+            jsonData = d
+            return d
+        }
+        if case .success(let idx) = openTrusted(stateDir + "/" + ManifestIndex.fileName), let idxData = try? idx.read(),
+           let m = ManifestIndex.decode(idxData, jsonStamp: json.stamp, jsonDigest: { (try? readJSON()).map(ManifestIndex.digest) }) {
             return m
         }
         do {
-            return try JSONDecoder().decode(ModelManifest.self, from: data)
+            return try JSONDecoder().decode(ModelManifest.self, from: try readJSON())
+        } catch let e as SandboxError {
+            throw e
         } catch {
             throw SandboxError(.problem, "the models manifest \(path) cannot be parsed: \(error)",
                                hint: "run `comfy-sandbox record-models` to write a new one")
         }
     }
 
-    /// Reads a state file, refusing one that someone other than root (or the
+    /// A state file opened after checking who could have written it.
+    final class TrustedFile {
+        let path: String
+        let handle: FileHandle
+        let stamp: FileStamp
+        init(path: String, handle: FileHandle, stamp: FileStamp) {
+            self.path = path
+            self.handle = handle
+            self.stamp = stamp
+        }
+        func read() throws -> Data {
+            do {
+                return try handle.readToEnd() ?? Data()
+            } catch {
+                throw SandboxError.failure("cannot read \(path): \(error)")
+            }
+        }
+    }
+
+    /// Opens a state file, refusing one that someone other than root (or the
     /// caller) could have written: a manifest the sandbox could edit would
     /// vouch for anything.
-    static func readTrusted(_ path: String) -> Result<Data, SandboxError> {
+    static func openTrusted(_ path: String) -> Result<TrustedFile, SandboxError> {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             let e = Errno.current
@@ -289,11 +321,7 @@ public enum Manifest {
             return .failure(SandboxError(.problem, "\(path) is owned by uid \(st.st_uid) or writable by others (mode \(String(st.st_mode & 0o7777, radix: 8))); it cannot be trusted",
                                          hint: "check who changed it, then run `comfy-sandbox record-models` as root"))
         }
-        do {
-            return .success(try handle.readToEnd() ?? Data())
-        } catch {
-            return .failure(SandboxError.failure("cannot read \(path): \(error)"))
-        }
+        return .success(TrustedFile(path: path, handle: handle, stamp: FileStamp(st)))
     }
 
     /// Checks `share` against `manifest`. Reads only files whose stat moved,
@@ -312,12 +340,13 @@ public enum Manifest {
         var others: [String: ShareWalk.Other] = [:]
         for o in walk.others { others[o.path] = o }
 
+        // Each recorded file takes its match out of `present`: what is left
+        // there afterwards was added.
         var toRead: [(ModelManifest.Entry, ShareWalk.File)] = []
-        var recorded = Set<String>()
-        recorded.reserveCapacity(manifest.files.count)
+        var replaced = Set<String>()   // recorded files now something else, or gone
         for e in manifest.files {
-            recorded.insert(e.path)
-            guard let f = present[e.path] else {
+            guard let f = present.removeValue(forKey: e.path) else {
+                replaced.insert(e.path)
                 if let o = others[e.path] {
                     report.changed.append(ModelIssue(e.path, "was a file, is now a \(o.kind)" + (o.target.map { " to \($0)" } ?? "") + "; not followed"))
                 } else {
@@ -332,10 +361,10 @@ public enum Manifest {
             }
         }
         let recordedLinks = Dictionary(manifest.links.map { ($0.path, $0.target) }, uniquingKeysWith: { a, _ in a })
-        for f in walk.files where !recorded.contains(f.path) && recordedLinks[f.path] == nil {
+        for f in present.values where recordedLinks[f.path] == nil {
             report.added.append(ModelIssue(f.path, "not in the manifest (\(f.stamp.size) bytes)"))
         }
-        for o in walk.others where !recorded.contains(o.path) {
+        for o in walk.others where !replaced.contains(o.path) {
             if o.kind == "symlink" {
                 switch recordedLinks[o.path] {
                 case .some(let t) where t == o.target: continue

@@ -4,18 +4,21 @@ import Foundation
 /// `state_dir/models.manifest.idx`: the manifest again, in a flat binary
 /// form that loads in about a millisecond for 10,000 files where decoding the
 /// JSON takes tens (JSONDecoder dominates a no-op verify otherwise). It is a
-/// cache, never the truth: it carries the SHA-256 of the JSON it was made
-/// from, and is used only when that matches the JSON read now; otherwise the
-/// JSON is decoded. Same ownership rules as the manifest (root, 0644).
+/// cache, never the truth: it carries the stat stamp and the SHA-256 of the
+/// JSON it was made from, and is used only when the JSON's stamp is unchanged
+/// (then the JSON is not even read: both files are root's, written together
+/// by replacing, so a new JSON is a new inode) or its SHA-256 matches;
+/// otherwise the JSON is decoded. Same ownership rules as the manifest.
 enum ManifestIndex {
     static let fileName = "models.manifest.idx"
-    static let magic = Array("CSMIDX01".utf8)
+    static let magic = Array("CSMIDX02".utf8)
 
-    static func encode(_ m: ModelManifest, jsonDigest: [UInt8]) -> [UInt8] {
+    static func encode(_ m: ModelManifest, jsonDigest: [UInt8], jsonStamp: FileStamp) -> [UInt8] {
         var out = magic
         out += jsonDigest
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+        u64(jsonStamp.dev); u64(jsonStamp.inode); i64(jsonStamp.size); i64(jsonStamp.mtimeNs); i64(jsonStamp.ctimeNs)
         func str(_ s: String) {
             let b = Array(s.utf8)
             u64(UInt64(b.count))
@@ -32,13 +35,17 @@ enum ManifestIndex {
         return out
     }
 
-    /// Decodes an index made from JSON with digest `jsonDigest`; nil when it
-    /// is for other JSON, truncated or malformed.
-    static func decode(_ data: Data, jsonDigest: [UInt8]) -> ModelManifest? {
+    /// Decodes an index made from the JSON whose stamp is `jsonStamp` now
+    /// (or, when the stamp moved, whose SHA-256 `jsonDigest()` computes); nil
+    /// when it is for other JSON, truncated or malformed.
+    static func decode(_ data: Data, jsonStamp: FileStamp?, jsonDigest: () -> [UInt8]?) -> ModelManifest? {
         data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> ModelManifest? in
             var r = Reader(raw: raw)
-            guard r.bytes(magic.count) == magic, r.bytes(32) == jsonDigest,
-                  let version = r.i64(), let tool = r.str(), let share = r.str(), let created = r.str(),
+            guard r.bytes(magic.count) == magic, let digest = r.bytes(32),
+                  let dev = r.u64(), let ino = r.u64(), let size = r.i64(), let mtime = r.i64(), let ctime = r.i64() else { return nil }
+            let recorded = FileStamp(dev: dev, inode: ino, size: size, mtimeNs: mtime, ctimeNs: ctime)
+            guard recorded == jsonStamp || digest == jsonDigest() else { return nil }
+            guard let version = r.i64(), let tool = r.str(), let share = r.str(), let created = r.str(),
                   let started = r.i64(), let granularity = r.i64(), let n = r.u64(), n <= UInt64(raw.count) else { return nil }
             var files: [ModelManifest.Entry] = []
             files.reserveCapacity(Int(n))

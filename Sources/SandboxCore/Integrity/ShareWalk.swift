@@ -15,8 +15,12 @@ public final class ShareWalk: @unchecked Sendable {
         public var path: String
         /// The open directory it lies in (owned by the walk; valid until `close()`).
         public var dirFD: Int32
-        public var name: String
+        /// Where the name starts in `path` (kept as an offset: one string
+        /// per file instead of two, for the no-op verify's sake).
+        var nameStart: Int
         public var stamp: FileStamp
+        /// The name inside `dirFD`.
+        public var name: String { String(path.utf8.dropFirst(nameStart))! }
     }
 
     public struct Other: Sendable, Equatable {
@@ -160,7 +164,7 @@ public final class ShareWalk: @unchecked Sendable {
             }
             switch st.st_mode & S_IFMT {
             case S_IFREG:
-                part.files.append(File(path: path, dirFD: fd, name: name, stamp: FileStamp(st)))
+                part.files.append(File(path: path, dirFD: fd, nameStart: path.utf8.count - name.utf8.count, stamp: FileStamp(st)))
             case S_IFDIR:
                 let sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard sub >= 0 else {
