@@ -5,12 +5,12 @@ import Testing
 
 @Suite("models manifest: record and incremental verify")
 struct ManifestTests {
-    let share: TempDir
-    let state: TempDir
+    let share: ModelsTempDir
+    let state: ModelsTempDir
 
     init() throws {
-        share = try TempDir("share")
-        state = try TempDir("state")
+        share = try ModelsTempDir("share")
+        state = try ModelsTempDir("state")
         try share.write("checkpoints/a.safetensors", Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }))
         try share.write("vae/b.safetensors", "vae weights")
         try share.write("loras/c.safetensors", "lora weights")
@@ -29,7 +29,7 @@ struct ManifestTests {
 
     /// Runs `body` on a thread and fails the test if it takes longer than `seconds`.
     func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () throws -> T) throws -> T {
-        let box = ResultBox<T>()
+        let box = ModelsResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             box.value = Result { try body() }
@@ -50,7 +50,7 @@ struct ManifestTests {
         // the manifest on disk decodes to the same thing, and is 0644
         let loaded = try Manifest.load(stateDir: state.path)
         #expect(loaded == m)
-        #expect(lstatOf(state.sub(ModelManifest.fileName))!.st_mode & 0o7777 == 0o644)
+        #expect(modelsLstat(state.sub(ModelManifest.fileName))!.st_mode & 0o7777 == 0o644)
         let r = try verify(m)
         #expect(r.ok)
         #expect(r.trusted == 4)
@@ -79,7 +79,7 @@ struct ManifestTests {
     func flippedByteMtimeRestored() throws {
         let m = try record()
         let path = share.sub("checkpoints/a.safetensors")
-        let before = try #require(lstatOf(path))
+        let before = try #require(modelsLstat(path))
         usleep(20_000)
         let fd = open(path, O_WRONLY)
         var byte: UInt8 = 0xFF
@@ -87,7 +87,7 @@ struct ManifestTests {
         close(fd)
         var times = [before.st_atim, before.st_mtim]
         #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
-        let after = try #require(lstatOf(path))
+        let after = try #require(modelsLstat(path))
         #expect(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec)
         #expect(after.st_size == before.st_size)
         let r = try verify(m)
@@ -208,7 +208,7 @@ struct ManifestTests {
     }
 }
 
-final class ResultBox<T>: @unchecked Sendable {
+final class ModelsResultBox<T>: @unchecked Sendable {
     var value: Result<T, any Error>?
 }
 
@@ -216,7 +216,7 @@ final class ResultBox<T>: @unchecked Sendable {
 struct ManifestIndexTests {
     @Test("the binary index round-trips the manifest and is ignored when the JSON changed")
     func roundTripAndStale() throws {
-        let share = try TempDir("share"), state = try TempDir("state")
+        let share = try ModelsTempDir("share"), state = try ModelsTempDir("state")
         try share.write("a/b.safetensors", "x")
         try share.symlink("l", to: "/dev/zero")
         let (m, _) = try Manifest.record(share: share.path, stateDir: state.path, progress: false)

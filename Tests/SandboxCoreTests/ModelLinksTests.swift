@@ -5,13 +5,13 @@ import Testing
 @Suite("models links from a Hugging Face cache")
 struct ModelLinksTests {
     let cache: FakeHFCache
-    let share: TempDir
+    let share: ModelsTempDir
     let c1 = "1111111111111111111111111111111111111111"
     let c2 = "2222222222222222222222222222222222222222"
 
     init() throws {
         cache = try FakeHFCache()
-        share = try TempDir("share")
+        share = try ModelsTempDir("share")
         try cache.add(repo: "Comfy-Org/flux", commit: c1, file: "split_files/vae/ae.safetensors", content: "vae at c1")
         try cache.add(repo: "Comfy-Org/flux", commit: c2, file: "split_files/vae/ae.safetensors", content: "vae at c2")
         try cache.add(repo: "Comfy-Org/flux", commit: c2, file: "model.gguf", content: "gguf at c2")
@@ -80,11 +80,11 @@ struct ModelLinksTests {
     func hardLinkAndIdempotent() throws {
         let c = config([Config.ModelLink(repo: "Comfy-Org/flux", file: "split_files/vae/ae.safetensors", dir: "vae/sub")])
         for change in try plan(c) { try change.apply() }
-        let target = try #require(lstatOf(share.sub("vae/sub/ae.safetensors")))
-        let blob = try #require(stat(following: cache.root + "/models--Comfy-Org--flux/snapshots/\(c2)/split_files/vae/ae.safetensors"))
+        let target = try #require(modelsLstat(share.sub("vae/sub/ae.safetensors")))
+        let blob = try #require(modelsStat(following: cache.root + "/models--Comfy-Org--flux/snapshots/\(c2)/split_files/vae/ae.safetensors"))
         #expect(target.st_ino == blob.st_ino && target.st_dev == blob.st_dev)
         #expect(target.st_mode & 0o7777 == 0o644)
-        let dir = try #require(lstatOf(share.sub("vae/sub")))
+        let dir = try #require(modelsLstat(share.sub("vae/sub")))
         #expect(dir.st_mode & 0o7777 == 0o2755)
         #expect(dir.st_uid == AccountLookup.user("nobody")?.uid)
         #expect(dir.st_gid == AccountLookup.group("nogroup")?.gid)
@@ -123,7 +123,7 @@ struct ModelLinksTests {
         let changes = try plan(c)
         #expect(changes.map(\.action) == ["symlink"])
         for change in changes { try change.apply() }
-        let link = try #require(lstatOf(share.sub("x/f.safetensors")))
+        let link = try #require(modelsLstat(share.sub("x/f.safetensors")))
         #expect(link.st_mode & S_IFMT == S_IFLNK)
         #expect(share.read("x/f.safetensors") == "on tmpfs")
         let acl = try HostCommand("/usr/bin/getfacl", ["-n", "-p", shm.root]).run().stdoutText
@@ -132,7 +132,7 @@ struct ModelLinksTests {
     }
 }
 
-func stat(following path: String) -> stat? {
+func modelsStat(following path: String) -> stat? {
     var st = stat()
     return stat(path, &st) == 0 ? st : nil
 }

@@ -4,7 +4,7 @@ import Testing
 
 @Suite("MODELS string")
 struct ModelsSpecTests {
-    @Test("an entry without rename takes the file's base name later; with rename keeps it")
+    @Test("entries parse with and without LocalRename")
     func withAndWithoutRename() throws {
         let links = try ModelsSpec.parse("Comfy-Org/flux1-dev:split_files/vae/ae.safetensors:vae,city96/FLUX.1-dev-gguf:flux1-dev-Q8_0.gguf:unet:flux-q8.gguf")
         #expect(links == [

@@ -10,7 +10,7 @@ extension Trait where Self == ConditionTrait {
 }
 
 /// A temporary directory removed when the value goes away.
-final class TempDir: @unchecked Sendable {
+final class ModelsTempDir: @unchecked Sendable {
     let path: String
     init(_ label: String = "models", base: String = "/tmp") throws {
         var template = Array("\(base)/cs-\(label)-XXXXXX".utf8CString)
@@ -48,7 +48,7 @@ final class TempDir: @unchecked Sendable {
     }
 }
 
-func lstatOf(_ path: String) -> stat? {
+func modelsLstat(_ path: String) -> stat? {
     var st = stat()
     return lstat(path, &st) == 0 ? st : nil
 }
@@ -57,10 +57,10 @@ func lstatOf(_ path: String) -> stat? {
 /// blobs named by content hash, snapshots/<commit>/<file> symlinks to them,
 /// refs/<name> holding a commit id.
 struct FakeHFCache {
-    let dir: TempDir
+    let dir: ModelsTempDir
     var root: String { dir.path }
 
-    init(base: String = "/tmp") throws { dir = try TempDir("hub", base: base) }
+    init(base: String = "/tmp") throws { dir = try ModelsTempDir("hub", base: base) }
 
     /// Adds `file` with `content` to repo `org/name` at `commit`; returns the blob path.
     @discardableResult
