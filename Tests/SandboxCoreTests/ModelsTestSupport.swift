@@ -17,7 +17,8 @@ final class ModelsTempDir: @unchecked Sendable {
         guard let p = mkdtemp(&template) else { throw SandboxError.failure("mkdtemp: \(Errno.current)") }
         path = String(cString: p)
     }
-    deinit { _ = try? FileManager.default.removeItem(atPath: path) }
+    // rm, not FileManager: the trees hold FIFOs and links to /dev/zero.
+    deinit { _ = try? HostCommand("/bin/rm", ["-rf", "--one-file-system", path]).run() }
 
     func sub(_ rel: String) -> String { path + "/" + rel }
 
