@@ -200,6 +200,38 @@ struct ManifestTests {
         }
     }
 
+    @Test("big files hashed through mmap, chunk by chunk, give sha256sum's digest")
+    func mappedDigest() throws {
+        let path = try share.write("big.safetensors", Data((0..<(9 << 20) + 12345).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 13) }))
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buf.deallocate() }
+        let (outcome, bytes) = FileHasher.hash(fd: fd, buffer: buf, mapChunk: 4 << 20)
+        let out = try HostCommand("/usr/bin/sha256sum", [path]).run().stdoutText
+        #expect(outcome == .hashed(sha256: String(out.prefix(64)), stamp: FileStamp(try #require(modelsLstat(path)))))
+        #expect(bytes == (9 << 20) + 12345)
+    }
+
+    @Test("a file truncated while it is mapped is reported as changed while hashing, not a SIGBUS crash", .timeLimit(.minutes(1)))
+    func truncatedWhileMapped() throws {
+        let path = try share.write("big.safetensors", Data(count: 16 << 20))
+        usleep(20_000)
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buf.deallocate() }
+        // After the first 4 MiB chunk, the file shrinks to 1 MiB: the next
+        // chunk's pages lie past the end.
+        let (outcome, _) = FileHasher.hash(fd: fd, buffer: buf, mapChunk: 4 << 20) { _ in
+            _ = truncate(path, 1 << 20)
+        }
+        guard case .changedWhileHashing = outcome else {
+            Issue.record("expected changedWhileHashing, got \(outcome)")
+            return
+        }
+    }
+
     @Test("a manifest writable by others is refused")
     func manifestPermissions() throws {
         _ = try record()
