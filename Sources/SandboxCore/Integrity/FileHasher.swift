@@ -89,7 +89,7 @@ public enum FileHasher {
             var truncated = false
             while total < size {
                 let len = Int(min(Int64(mapChunk), size - total))
-                guard let p = mmap(nil, len, PROT_READ, MAP_SHARED, fd, off_t(total)),
+                guard let p = mmap(nil, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(total)),
                       p != UnsafeMutableRawPointer(bitPattern: -1) else { break }  // read() takes over
                 _ = madvise(p, len, MADV_SEQUENTIAL)
                 cs_models_guard_begin(p, len)
