@@ -31,11 +31,11 @@ public struct FileStamp: Codable, Equatable, Sendable {
     }
 }
 
-/// SHA-256 of files: swift-crypto (BoringSSL, SHA-NI on x86-64), large
-/// sequential reads into one reused buffer per worker, files spread over the
-/// cores largest first.
+/// SHA-256 of files: swift-crypto (BoringSSL, SHA-NI on x86-64); big files
+/// mapped in 64 MiB chunks (no copy), small ones read into one reused 8 MiB
+/// buffer per worker; files spread over the cores largest first.
 public enum FileHasher {
-    /// 8 MiB: few syscalls per GB, and still well inside L2+L3 reuse per worker.
+    /// 8 MiB: few syscalls per GB (measured: 128 KiB to 8 MiB cost the same CPU).
     public static let bufferSize = 8 << 20
 
     public enum Outcome: Sendable, Equatable {
@@ -84,7 +84,11 @@ public enum FileHasher {
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var sha = SHA256()
         var total: Int64 = 0
-        if Int64(before.st_size) >= mapThreshold, cs_models_sigbus_guard_install() == 0 {
+        // Only fully allocated files are mapped: a hole faults in the zero
+        // page one 4 KiB page at a time (measured: 5x slower than read(),
+        // which copies holes cheaply).
+        let allocated = Int64(before.st_blocks) * 512 >= Int64(before.st_size)
+        if Int64(before.st_size) >= mapThreshold, allocated, cs_models_sigbus_guard_install() == 0 {
             let size = Int64(before.st_size)
             var truncated = false
             while total < size {
