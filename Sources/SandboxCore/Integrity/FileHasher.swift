@@ -73,7 +73,7 @@ public enum FileHasher {
     public static let mapChunk = 64 << 20
 
     /// Hashes an open file descriptor from offset 0. Big files are mapped
-    /// chunk by chunk (a fifth less CPU than read(): no copy), under a SIGBUS
+    /// chunk by chunk (about 10% less CPU than read(): no copy), under a SIGBUS
     /// guard so a file truncated meanwhile is reported, not fatal; the rest
     /// (and anything the file grew by) is read into `buffer`.
     public static func hash(fd: Int32, buffer: UnsafeMutableRawBufferPointer, mapChunk: Int = mapChunk,
