@@ -9,7 +9,7 @@ public struct Internal: ParsableCommand {
         commandName: "__internal",
         abstract: "Entry points comfy-sandbox runs of itself.",
         shouldDisplay: false,
-        subcommands: [RelayCommand.self, CheckInside.self, InstallProbe.self]
+        subcommands: [RelayCommand.self, CheckInside.self, InstallProbe.self, InternalHash.self]
     )
     public init() {}
 

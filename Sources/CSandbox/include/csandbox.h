@@ -194,6 +194,19 @@ int cs_probe_int80_getpid(void);
 int cs_relay_splice(int a, int b);
 /// Brings `lo` up in the calling task's network namespace.
 int cs_loopback_up(void);
+// MARK: models area (Integrity): O_PATH and AT_EMPTY_PATH are _GNU_SOURCE-only
+// in glibc, and statfs lives in a header Swift's Glibc does not import.
+extern const int CS_MODELS_O_PATH;
+extern const int CS_MODELS_AT_EMPTY_PATH;
+/// fstatfs(fd).f_type (the file system's magic number), or -1 with errno set.
+long cs_models_fs_type(int fd);
+/// A SIGBUS handler (installed once) that, for an address inside the calling
+/// thread's guarded range, maps a zero page there and records the fault: a
+/// file truncated under an mmap read is then reported, not a crash.
+int cs_models_sigbus_guard_install(void);
+void cs_models_guard_begin(const void *base, size_t len);
+/// Ends the guarded range; 1 when a SIGBUS hit it (the file shrank).
+int cs_models_guard_end(void);
 
 #ifdef __cplusplus
 }

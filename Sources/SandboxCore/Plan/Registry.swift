@@ -7,6 +7,7 @@ public enum Planners {
             ComfyUIPlanner(),
             PythonPlanner(),
             NodesPlanner(),
+            ModelLinksPlanner(),
         ]
     }
 }
