@@ -17,7 +17,7 @@ public struct RollbackNodes: ParsableCommand {
         let config = try options.load()
         let lock = try NodeOutput.prepare(config, command: "rollback-nodes")
         defer { lock.release() }
-        let report = try NodeManager(config).rollback(names: names, progress: Progress(verb: "rollback"))
+        let report = try NodeManager(config).rollback(names: names, progress: NodeProgress(verb: "rollback"))
         try NodeOutput.emit(report, json: output.json)
     }
 }

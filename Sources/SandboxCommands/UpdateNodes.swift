@@ -19,7 +19,7 @@ public struct UpdateNodes: ParsableCommand {
         let config = try options.load()
         let lock = try NodeOutput.prepare(config, command: "update-nodes")
         defer { lock.release() }
-        var report = try NodeManager(config).update(names: names, pull: pull, progress: Progress(verb: "update"))
+        var report = try NodeManager(config).update(names: names, pull: pull, progress: NodeProgress(verb: "update"))
         if config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) {
             report.outcomes.append(NodeOutput.syncPythonEnv(config))
         }

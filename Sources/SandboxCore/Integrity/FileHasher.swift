@@ -163,7 +163,7 @@ public enum FileHasher {
     /// Hashes every job on a bounded pool of `workers` threads, largest file
     /// first (so one big file does not start last and leave a core idle).
     /// Results come back in job order. `progress` sees every byte read.
-    public static func hashAll(_ jobs: [Job], workers: Int = defaultWorkers, progress: Progress? = nil,
+    public static func hashAll(_ jobs: [Job], workers: Int = defaultWorkers, progress: ByteProgress? = nil,
                                bufferSize: Int = bufferSize) -> [(Outcome, bytesRead: Int64)] {
         let order = jobs.indices.sorted { jobs[$0].size > jobs[$1].size }
         let results = ResultBox(count: jobs.count)
@@ -218,7 +218,7 @@ public enum FileKind {
 
 /// Bytes, rate and ETA on stderr while hashing, redrawn in place when stderr
 /// is a terminal; silent otherwise (the command prints a plain summary).
-public final class Progress: @unchecked Sendable {
+public final class ByteProgress: @unchecked Sendable {
     private let lock = NSLock()
     private var bytes: Int64 = 0
     private var files = 0
@@ -236,9 +236,9 @@ public final class Progress: @unchecked Sendable {
     }
 
     /// A progress line on stderr if it is a terminal, else nil.
-    public static func onTerminal(label: String, totalBytes: Int64, totalFiles: Int) -> Progress? {
+    public static func onTerminal(label: String, totalBytes: Int64, totalFiles: Int) -> ByteProgress? {
         guard isatty(2) == 1, totalBytes > 0 else { return nil }
-        let p = Progress(label: label, totalBytes: totalBytes, totalFiles: totalFiles)
+        let p = ByteProgress(label: label, totalBytes: totalBytes, totalFiles: totalFiles)
         p.startTimer()
         return p
     }

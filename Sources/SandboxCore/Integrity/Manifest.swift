@@ -128,7 +128,7 @@ public enum Manifest {
         let hashStarted = wallClockNs()
         let jobs = walk.files.map { FileHasher.Job(dirFD: $0.dirFD, name: $0.name, size: $0.stamp.size) }
         let total = walk.files.reduce(Int64(0)) { $0 + $1.stamp.size }
-        let bar = progress ? Progress.onTerminal(label: "hashing", totalBytes: total, totalFiles: jobs.count) : nil
+        let bar = progress ? ByteProgress.onTerminal(label: "hashing", totalBytes: total, totalFiles: jobs.count) : nil
         let results = FileHasher.hashAll(jobs, workers: workers, progress: bar)
         bar?.finish()
 
@@ -383,7 +383,7 @@ public enum Manifest {
         }
 
         let total = toRead.reduce(Int64(0)) { $0 + $1.1.stamp.size }
-        let bar = progress ? Progress.onTerminal(label: "verifying", totalBytes: total, totalFiles: toRead.count) : nil
+        let bar = progress ? ByteProgress.onTerminal(label: "verifying", totalBytes: total, totalFiles: toRead.count) : nil
         let results = FileHasher.hashAll(toRead.map { FileHasher.Job(dirFD: $0.1.dirFD, name: $0.1.name, size: $0.1.stamp.size) },
                                      workers: workers, progress: bar)
         bar?.finish()

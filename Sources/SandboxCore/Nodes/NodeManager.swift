@@ -53,7 +53,7 @@ public struct NodeManager: Sendable {
         try StateDirectory.ensure(config.nodesStateDir)
     }
 
-    public func update(names: [String], pull: Bool, progress: Progress? = nil) throws -> Report {
+    public func update(names: [String], pull: Bool, progress: NodeProgress? = nil) throws -> Report {
         let nodes = try select(names)
         try ensureCustomNodesDir()
         let outcomes = runAll(nodes, progress: progress) { node in
@@ -68,7 +68,7 @@ public struct NodeManager: Sendable {
         return Report(outcomes: outcomes, unmanaged: unmanaged())
     }
 
-    public func rollback(names: [String], progress: Progress? = nil) throws -> Report {
+    public func rollback(names: [String], progress: NodeProgress? = nil) throws -> Report {
         let nodes = try select(names)
         try StateDirectory.ensure(config.nodesStateDir)
         let outcomes = runAll(nodes, progress: progress) { node in
@@ -78,7 +78,7 @@ public struct NodeManager: Sendable {
     }
 
     /// Runs `body` for each node on a bounded pool, keeping config order in the result.
-    func runAll(_ nodes: [Config.CustomNode], progress: Progress?, _ body: @escaping @Sendable (Config.CustomNode) -> Outcome) -> [Outcome] {
+    func runAll(_ nodes: [Config.CustomNode], progress: NodeProgress?, _ body: @escaping @Sendable (Config.CustomNode) -> Outcome) -> [Outcome] {
         let results = Results(count: nodes.count)
         let limit = DispatchSemaphore(value: max(1, parallelism))
         let group = DispatchGroup()
@@ -118,7 +118,7 @@ final class Results: @unchecked Sendable {
 
 /// Progress for long multi-node work: a rewritten status line on a
 /// terminal, one plain line per finished node otherwise.
-public final class Progress: @unchecked Sendable {
+public final class NodeProgress: @unchecked Sendable {
     let lock = NSLock()
     let verb: String
     let tty: Bool

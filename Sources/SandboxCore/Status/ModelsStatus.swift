@@ -16,7 +16,7 @@ public enum ModelsStatus {
         do {
             let m = try Manifest.load(stateDir: config.stateDir)
             items.append(StatusItem(section, "manifest", path))
-            items.append(StatusItem(section, "files", "\(m.files.count) (\(Progress.size(m.files.reduce(0) { $0 + $1.size })))"))
+            items.append(StatusItem(section, "files", "\(m.files.count) (\(ByteProgress.size(m.files.reduce(0) { $0 + $1.size })))"))
             items.append(StatusItem(section, "recorded", m.createdAt))
         } catch {
             items.append(StatusItem(section, "manifest", "\(path): \(error)", ok: false))
