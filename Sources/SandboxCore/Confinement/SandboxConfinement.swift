@@ -46,7 +46,7 @@ public enum SandboxConfinement {
     /// and Landlock leaves TCP unhandled. Landlock follows launcher.landlock
     /// (ABI 0 with `true` refuses, as for the launcher); seccomp follows
     /// launcher.seccomp.
-    public static func forInstall(_ config: Config, writable: [String]) throws -> Confinement {
+    public static func forInstall(_ config: Config, writable: [String], readable: [String] = []) throws -> Confinement {
         var c = try basic(config)
         if config.launcher.landlock != .off {
             var rules = Launcher.rules(config, purpose: .run, temp: config.sandboxUser.home,
@@ -55,6 +55,7 @@ public enum SandboxConfinement {
             let sharePaths = Set(config.shares.map(\.path))
             rules.removeAll { sharePaths.contains($0.path) }
             for path in writable { rules.append(Landlock.PathRule(path, Landlock.FS.readWrite.union(.execute))) }
+            for path in readable { rules.append(Landlock.PathRule(path, Landlock.FS.read)) }
             let (ruleset, summary) = try Landlock.ruleset(rules, net: nil)
             if ruleset == nil && config.launcher.landlock == .enforce {
                 throw SandboxError.failure("this kernel cannot enforce Landlock (ABI 0) and launcher.landlock is true",

@@ -9,6 +9,12 @@ public struct Repository: Sendable {
     public let git: GitRunner
     /// A writable node's worktree is group-writable (sticky); `.git` never is.
     public var groupWritableWorktree = false
+    /// Paths (relative to the work tree) left out of every checkout with a
+    /// non-cone sparse checkout. ComfyUI tracks `models/`, `input/` and
+    /// `output/` as directories, but those are exactly where provisioning
+    /// puts the links to the shares (`shares[].mount`): without this, a
+    /// forced checkout would replace a link with the tracked directory.
+    public var sparseExclude: [String] = []
 
     public init(path: String, git: GitRunner, groupWritableWorktree: Bool = false) {
         self.path = path
@@ -98,10 +104,39 @@ public struct Repository: Sendable {
     /// Detached, forced checkout: a checkout interrupted earlier (files half
     /// written, a stale index.lock) is simply redone.
     public func checkout(_ sha: String) throws {
+        try applySparseExclusions()
         let lock = path + "/.git/index.lock"
         var st = stat()
         if lstat(lock, &st) == 0 { _ = unlink(lock) }   // we hold the state lock: no git of ours runs here
         try run(["checkout", "-q", "--force", "--detach", "--no-recurse-submodules", sha, "--"])
+    }
+
+    /// Writes `.git/info/sparse-checkout` (everything but `sparseExclude`)
+    /// and `.git/info/exclude` (so the links show as nothing at all) into the
+    /// root-owned .git, and turns core.sparseCheckout on. Only when they
+    /// differ from what is there: a no-op move costs no git process.
+    func applySparseExclusions() throws {
+        guard !sparseExclude.isEmpty else { return }
+        let info = path + "/.git/info"
+        var st = stat()
+        if lstat(info, &st) != 0 {
+            guard mkdir(info, 0o755) == 0 else { throw SandboxError.failure("cannot create \(info): \(Errno.current)") }
+        } else if (st.st_mode & S_IFMT) != S_IFDIR || st.st_uid != 0 {
+            throw SandboxError.failure("\(info) is not a root-owned directory; refusing to use this checkout")
+        }
+        let paths = sparseExclude.sorted()
+        let sparse = "/*\n" + paths.map { "!/\($0)/\n" }.joined()
+        let exclude = paths.map { "/\($0)\n" }.joined()
+        for (name, text) in [("sparse-checkout", sparse), ("exclude", exclude)] {
+            let file = info + "/" + name
+            if FileManager.default.contents(atPath: file) != Data(text.utf8) {
+                try AtomicFile.write(Data(text.utf8), to: file, mode: 0o644, owner: (0, 0))
+            }
+        }
+        let config = String(decoding: FileManager.default.contents(atPath: path + "/.git/config") ?? Data(), as: UTF8.self)
+        if !config.contains("sparseCheckout = true") {
+            try run(["config", "core.sparseCheckout", "true"])
+        }
     }
 
     /// `git submodule update --init` under the same hardening, only for

@@ -17,6 +17,9 @@ public struct CheckoutSpec: Sendable {
     public var installInPlace = false
     /// `"writable": true` but the shared group does not exist (yet).
     public var writableGroupMissing: String?
+    /// Paths (relative) git must never materialise in the work tree: where
+    /// the shares' views live in ComfyUI's checkout (see `Repository.sparseExclude`).
+    public var sparseExclude: [String] = []
 
     public init(name: String, repo: String, rev: String, dir: String, disabledDir: String?, recordPath: String) {
         self.name = name
@@ -43,6 +46,7 @@ public struct CheckoutSpec: Sendable {
         var s = CheckoutSpec(name: "ComfyUI", repo: config.comfyui.repo, rev: config.comfyui.rev, dir: config.comfyui.path,
                              disabledDir: nil, recordPath: config.stateDir + "/comfyui.json")
         s.installInPlace = true
+        s.sparseExclude = config.shares.map(\.mount)
         return s
     }
 }
@@ -194,7 +198,8 @@ public struct Checkout: Sendable {
             return try install(record: record, pull: pull)
         }
         try normalizePermissions()
-        let repo = Repository(path: spec.dir, git: git, groupWritableWorktree: spec.writableGroup != nil)
+        var repo = Repository(path: spec.dir, git: git, groupWritableWorktree: spec.writableGroup != nil)
+        repo.sparseExclude = spec.sparseExclude
         try GitRunner.requireRootOwned(spec.dir, allowGroupWritableWorktree: spec.writableGroup != nil)
         guard var record else { return try adopt(repo) }
         let head = repo.head
@@ -312,7 +317,8 @@ public struct Checkout: Sendable {
         }
         var renamed = false
         defer { if !renamed && work != spec.dir { _ = try? FileManager.default.removeItem(atPath: work) } }
-        let repo = try Repository.initialize(at: work, git: git)
+        var repo = try Repository.initialize(at: work, git: git)
+        repo.sparseExclude = spec.sparseExclude
         try repo.fetchAll(url: spec.repo)
         // Missing (never installed, or its directory was removed): the configured rev, resolved now.
         let target = try resolve(repo, networkAllowed: true, preferLocal: true)
@@ -418,7 +424,8 @@ public struct Checkout: Sendable {
                 return failed("no previous commit recorded; \(spec.name) has only ever been at \(record.currentSHA.prefix(12))")
             }
             let dir = exists(spec.dir) ? spec.dir : (spec.disabledDir.flatMap { exists($0) ? $0 : nil } ?? spec.dir)
-            let repo = Repository(path: dir, git: git, groupWritableWorktree: spec.writableGroup != nil)
+            var repo = Repository(path: dir, git: git, groupWritableWorktree: spec.writableGroup != nil)
+            repo.sparseExclude = spec.sparseExclude
             try GitRunner.requireRootOwned(dir, allowGroupWritableWorktree: spec.writableGroup != nil)
             if !repo.hasCommit(prev) {
                 try repo.fetchAll(url: spec.repo)

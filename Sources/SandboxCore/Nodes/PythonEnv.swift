@@ -136,14 +136,13 @@ public struct PythonEnv: Sendable {
             "UV_NO_CACHE": "1",
             "LC_ALL": "C.UTF-8",
         ]
-        var confinement = try SandboxConfinement.forInstall(config, writable: [staging])
-        // Never ask for more than this process's own hard limit: raising one
-        // needs CAP_SYS_RESOURCE, which root in a container may lack.
-        confinement.rlimits = confinement.rlimits.map { l in
-            var cur = rlimit()
-            guard getrlimit(__rlimit_resource_t(UInt32(l.resource)), &cur) == 0 else { return l }
-            return ResourceLimit(l.resource, soft: min(l.soft, UInt64(cur.rlim_max)), hard: min(l.hard, UInt64(cur.rlim_max)))
+        // Local paths the pip arguments name (--find-links DIR, -c FILE) must
+        // be readable inside Landlock; nothing else beyond what ComfyUI reads.
+        let named = config.comfyui.pipArgs.compactMap { arg -> String? in
+            let value = arg.split(separator: "=", maxSplits: 1).last.map(String.init) ?? arg
+            return value.hasPrefix("/") ? value : nil
         }
+        let confinement = try SandboxConfinement.forInstall(config, writable: [staging], readable: named)
         let r = try HostCommand(tool, args, environment: env, workingDirectory: staging + "/tmp").run(confinement: confinement)
         guard r.succeeded else {
             let tail = r.stderrText.split(separator: "\n").suffix(6).joined(separator: "\n  ")

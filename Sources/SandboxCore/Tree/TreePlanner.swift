@@ -102,6 +102,7 @@ public struct TreePlanner: Planner {
             // ComfyUI's view of the share.
             out += try viewChanges(config, share, index: i)
         }
+        out += userDirectoryChanges(config, sandbox: sandbox, group: group)
         // Several changes of one share run the same idempotent apply; keep
         // each plan line but let the apply after the first find nothing to do.
         return out
@@ -124,6 +125,51 @@ public struct TreePlanner: Planner {
         }
         throw SandboxError.failure("shares[\(i)].mount: \(link) is \(SafeFS.kind(st)) where the link to the share \(share.name) must be; not touching it",
                                    hint: "move its contents into \(target), remove it, and run again")
+    }
+
+    /// ComfyUI's user directory (`--user-directory comfyui.path/user`, see
+    /// Launcher.comfyArguments) and its `default/` profile: ComfyUI writes its
+    /// settings and user data there, so they belong to the sandbox user (group
+    /// shared, 2770: the primary user can read and edit them), unlike the rest
+    /// of comfyui.path. Its `default/workflows` is still a view link root makes.
+    public static let userDirectoryMode: mode_t = 0o2770
+
+    static func userDirectories(_ config: Config) -> [String] {
+        [config.comfyui.path + "/user", config.comfyui.path + "/user/default"]
+    }
+
+    func userDirectoryChanges(_ config: Config, sandbox: AccountLookup.User?, group: AccountLookup.Group?) -> [Change] {
+        let owner = "\(config.sandboxUser.name):\(config.sharedGroup.name) \(SafeFS.octal(Self.userDirectoryMode))"
+        var out: [Change] = []
+        for dir in Self.userDirectories(config) {
+            guard let st = SafeFS.lstat(dir) else {
+                out.append(Change(.tree, "create ComfyUI user directory", dir, to: owner) { try Self.applyUserDirectories(config) })
+                continue
+            }
+            let right = SafeFS.isDirectory(st) && st.st_uid == sandbox?.uid && st.st_gid == group?.gid
+                && st.st_mode & 0o7777 == Self.userDirectoryMode
+            if !right {
+                out.append(Change(.tree, "set ComfyUI user directory", dir,
+                                  from: "\(SafeFS.userName(st.st_uid)):\(SafeFS.groupName(st.st_gid)) \(SafeFS.octal(st.st_mode))",
+                                  to: owner) { try Self.applyUserDirectories(config) })
+            }
+        }
+        return out
+    }
+
+    /// Walks by fd without following links (the sandbox owns these
+    /// directories and may have put a link where one must be: then the walk
+    /// fails, it never chowns through it).
+    static func applyUserDirectories(_ config: Config) throws {
+        let id = try AccountLookup.sandboxIdentity(config)
+        for dir in userDirectories(config) {
+            let fd = try SafeFS.ensureDirectory(dir) { p in
+                userDirectories(config).contains(p) ? (id.user.uid, id.sharedGroup.gid, userDirectoryMode) : (0, 0, 0o755)
+            }
+            defer { close(fd) }
+            try SafeFS.chown(fd, uid: id.user.uid, gid: id.sharedGroup.gid, display: dir)
+            try SafeFS.chmod(fd, userDirectoryMode, display: dir)
+        }
     }
 
     // MARK: apply
@@ -171,6 +217,10 @@ public struct TreePlanner: Planner {
     static func applyView(_ config: Config, _ share: Config.Share) throws {
         let link = config.comfyui.path + "/" + share.mount
         let (parent, name) = SafeFS.split(link)
+        let userDirs = userDirectories(config)
+        if userDirs.contains(where: { parent == $0 || ConfigValidator.isInside(parent, [$0]) }) {
+            try applyUserDirectories(config)   // the workflows view lives in the sandbox-owned profile
+        }
         let pfd = try SafeFS.ensureDirectory(parent) { _ in (0, 0, 0o755) }
         defer { close(pfd) }
         var st = stat()
