@@ -34,6 +34,7 @@ release: deps
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/comfy-sandbox
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/comfy-sandbox/README.md
 
 provision: build
 	$(CS) provision
@@ -74,9 +75,9 @@ record-models: build
 verify-models: build
 	$(CS) verify-models
 
+## install-service: the service and socket units, rendered from the config
 install-service: install
-	install -D -m 0644 systemd/comfy-sandbox.service /etc/systemd/system/comfy-sandbox.service
-	install -D -m 0644 systemd/comfy-sandbox.socket /etc/systemd/system/comfy-sandbox.socket
+	$(CS) install-service --templates systemd --binary $(PREFIX)/bin/comfy-sandbox
 	@if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable comfy-sandbox.socket comfy-sandbox.service; \
 	 else echo "systemd is not running here; the unit is installed for the next boot"; fi
 
@@ -93,9 +94,10 @@ restart: stop start
 status: build
 	$(CS) status
 
-logs:
-	@if [ -d /run/systemd/system ]; then journalctl -u comfy-sandbox -n 200 --no-pager; \
-	 else tail -n 200 $$(dirname $$($(CS) status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("log","/dev/null"))' 2>/dev/null || echo /dev/null)) 2>/dev/null || true; fi
+logs: build
+	@if [ -d /run/systemd/system ] && systemctl cat comfy-sandbox.service >/dev/null 2>&1; then journalctl -u comfy-sandbox -n 200 --no-pager; \
+	 else log=$$($(CS) status --json 2>/dev/null | python3 -c 'import json,sys; print(next((i["value"] for i in json.load(sys.stdin) if i["key"] == "log"), ""))'); \
+	   if [ -n "$$log" ] && [ -f "$$log" ]; then tail -n 200 "$$log"; else echo "no log yet ($${log:-state_dir/launcher.log}); start ComfyUI with make start"; fi; fi
 
 shell: build
 	$(CS) shell

@@ -23,7 +23,7 @@ public struct ComfySandbox: ParsableCommand {
             FixPermissions.self,
             Run.self, Launch.self, Start.self, Stop.self, Status.self, Shell.self, CheckSandbox.self,
             RecordModels.self, VerifyModels.self,
-            Uninstall.self,
+            InstallService.self, Uninstall.self,
             Internal.self,
         ]
     )

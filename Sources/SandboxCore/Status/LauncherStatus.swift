@@ -43,6 +43,8 @@ public enum LauncherStatus {
         } else {
             items.append(StatusItem(s, "running", "no"))
         }
+        // Where `start` writes ComfyUI's output (`make logs` reads it).
+        items.append(StatusItem(s, "log", LauncherPidFile.logPath(config)))
         return items
     }
 }
