@@ -2,7 +2,7 @@
 SHELL        := /bin/bash
 SWIFT        ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 CONFIG       ?= $(or $(COMFY_SANDBOX_CONFIG),/etc/comfy-sandbox/config.json)
-BIN          := .build/release/comfy-sandbox
+BIN          := dist/comfy-sandbox
 DEBUG_BIN    := .build/debug/comfy-sandbox
 PREFIX       ?= /usr/local
 DEB_PACKAGES := libseccomp-dev libcap-dev libacl1-dev git acl iproute2 util-linux python3 python3-venv
@@ -24,13 +24,14 @@ deps:
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-## build: release build of the tool
+## build: the release binary, self-contained (static Swift runtime and Foundation,
+## static libseccomp/libcap/libacl): it runs without /opt/swift and starts in half
+## the time of a dynamically linked one
 build: deps
-	$(SWIFT) build -c release
+	SWIFT=$(SWIFT) scripts/build-release.sh
 
-## release: a self-contained binary (static Swift stdlib, static libseccomp/libcap/libacl)
-release: deps
-	scripts/build-release.sh
+## release: the same self-contained binary, dist/comfy-sandbox (ldd shows only glibc)
+release: build
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/comfy-sandbox
@@ -117,14 +118,12 @@ test: deps
 	 echo "host /etc/passwd and /etc/group unchanged"; exit $$status
 
 ## bench: every benchmark with its anchor, printed as ratios
-bench: deps
-	$(SWIFT) build -c release
-	bench/run.sh
+bench: build
+	CS_BIN=$(CURDIR)/$(BIN) bench/run.sh
 
 ## demo: the whole flow offline in a throwaway world; touches nothing on the host
-demo: deps
-	$(SWIFT) build -c release
-	scripts/demo.sh
+demo: build
+	CS_BIN=$(CURDIR)/$(BIN) scripts/demo.sh
 
 clean:
 	rm -rf .build

@@ -3,7 +3,7 @@
 # and shares) with the sandbox accounts, so the benches never touch the host.
 # Usage: source it, then `in_world CMD...` runs CMD inside that namespace.
 set -euo pipefail
-CS_BIN="${CS_BIN:-$PWD/.build/release/comfy-sandbox}"
+CS_BIN="${CS_BIN:-$PWD/dist/comfy-sandbox}"
 [ -x "$CS_BIN" ] || { echo "no comfy-sandbox binary at $CS_BIN (make build)" >&2; exit 1; }
 BW="$(mktemp -d /tmp/cs-bench-XXXXXX)"
 chmod 755 "$BW"

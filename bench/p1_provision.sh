@@ -7,7 +7,7 @@
 # Both run in the same throwaway world, with different names and paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CS_BIN="${CS_BIN:-$PWD/.build/release/comfy-sandbox}"
+CS_BIN="${CS_BIN:-$PWD/dist/comfy-sandbox}"
 VENV="${ANSIBLE_VENV:-/tmp/cs-bench-ansible}"
 if [ ! -x "$VENV/bin/ansible-playbook" ]; then
   echo "P1: installing ansible-core into $VENV (pip)..."

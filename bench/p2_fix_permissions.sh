@@ -4,7 +4,7 @@
 # Goals: already-right >= 7x faster than coreutils; all-wrong no slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CS_BIN="${CS_BIN:-$PWD/.build/release/comfy-sandbox}"
+CS_BIN="${CS_BIN:-$PWD/dist/comfy-sandbox}"
 . bench/world.sh
 enter_world "$@"
 RUNS="${P2_RUNS:-5}"

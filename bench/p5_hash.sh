@@ -12,7 +12,7 @@
 # Timings are wall clock: on a busy machine every figure drops, the ratios less.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-CS_BIN="${CS_BIN:-$PWD/.build/release/comfy-sandbox}"
+CS_BIN="${CS_BIN:-$PWD/dist/comfy-sandbox}"
 [ -x "$CS_BIN" ] || { echo "P5: $CS_BIN missing; run swift build -c release"; exit 1; }
 GIB=$((1 << 30))
 

@@ -5,7 +5,7 @@
 # Runs in a throwaway world: a private mount namespace with a tmp copy of /etc bound over /etc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CS_BIN="${CS_BIN:-$PWD/.build/release/comfy-sandbox}"
+CS_BIN="${CS_BIN:-$PWD/dist/comfy-sandbox}"
 N="${P6_NODES:-20}"
 RUNS="${P6_RUNS:-3}"
 [ -x "$CS_BIN" ] || { echo "P6: $CS_BIN missing (make build)"; exit 1; }

@@ -13,7 +13,7 @@
 # Each prints PASS/FAIL lines; the demo exits non-zero when any step fails.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-export CS_BIN="${CS_BIN:-$ROOT/.build/release/comfy-sandbox}"
+export CS_BIN="${CS_BIN:-$ROOT/dist/comfy-sandbox}"
 
 if [ "$(id -u)" != 0 ]; then
   echo "demo: needs root (it creates users, but only inside its own world); run: sudo make demo" >&2

@@ -81,7 +81,6 @@ int cs_waitpid_nohang(pid_t pid, int *status) {
 
 // O_PATH and accept4 are _GNU_SOURCE-only in glibc's headers, which Swift's
 // Glibc module does not see.
-const int CS_O_PATH = O_PATH;
 int cs_accept_cloexec(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
 int cs_probe_int80_getpid(void) {

@@ -38,6 +38,8 @@
 #define __X32_SYSCALL_BIT 0x40000000
 #endif
 
+const int CS_O_PATH = O_PATH;
+const int CS_AT_EMPTY_PATH = AT_EMPTY_PATH;
 const uint64_t CS_RESOLVE_NO_XDEV = RESOLVE_NO_XDEV;
 const uint64_t CS_RESOLVE_NO_MAGICLINKS = RESOLVE_NO_MAGICLINKS;
 const uint64_t CS_RESOLVE_NO_SYMLINKS = RESOLVE_NO_SYMLINKS;
@@ -184,23 +186,6 @@ int cs_landlock_restrict_self(int ruleset_fd) {
 
 // MARK: network namespace
 
-static int bring_loopback_up(void) {
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return -1;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
-    if (rc == 0) {
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
-    }
-    int saved = errno;
-    close(s);
-    errno = saved;
-    return rc;
-}
-
 int cs_setns(int fd, int nstype) { return (int)syscall(SYS_setns, fd, nstype); }
 
 int cs_new_loopback_netns(void) {
@@ -221,7 +206,7 @@ int cs_new_loopback_netns(void) {
         close(ready[0]);
         close(hold[1]);
         int err = 0;
-        if (unshare(CLONE_NEWNET) != 0 || bring_loopback_up() != 0) err = errno ? errno : EIO;
+        if (unshare(CLONE_NEWNET) != 0 || cs_loopback_up() != 0) err = errno ? errno : EIO;
         (void)!write(ready[1], &err, sizeof err);
         char c;
         (void)!read(hold[0], &c, 1);   // wait until the parent has opened our namespace

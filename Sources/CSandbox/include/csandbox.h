@@ -63,6 +63,10 @@ int cs_close_range(unsigned int first, unsigned int last, unsigned int flags);
 /// pipe2(fds, O_CLOEXEC): glibc declares pipe2 only under _GNU_SOURCE.
 int cs_pipe_cloexec(int fds[2]);
 
+/// O_PATH and AT_EMPTY_PATH: glibc declares them only under _GNU_SOURCE,
+/// which Swift's Glibc module does not define.
+extern const int CS_O_PATH;
+extern const int CS_AT_EMPTY_PATH;
 extern const uint64_t CS_RESOLVE_NO_XDEV;
 extern const uint64_t CS_RESOLVE_NO_MAGICLINKS;
 extern const uint64_t CS_RESOLVE_NO_SYMLINKS;
@@ -184,7 +188,6 @@ int cs_block_signals(const int *sigs, int n);
 int cs_sigwait_launcher(const int *sigs, int n, int *out_sig);
 /// waitpid(pid, status, WNOHANG): the pid when it exited, 0 when still running.
 int cs_waitpid_nohang(pid_t pid, int *status);
-extern const int CS_O_PATH;
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
 int cs_accept_cloexec(int fd);
 /// Forks a child that makes getpid through the i386 ABI (int 0x80); returns its raw wait status.
@@ -194,10 +197,7 @@ int cs_probe_int80_getpid(void);
 int cs_relay_splice(int a, int b);
 /// Brings `lo` up in the calling task's network namespace.
 int cs_loopback_up(void);
-// MARK: models area (Integrity): O_PATH and AT_EMPTY_PATH are _GNU_SOURCE-only
-// in glibc, and statfs lives in a header Swift's Glibc does not import.
-extern const int CS_MODELS_O_PATH;
-extern const int CS_MODELS_AT_EMPTY_PATH;
+// MARK: models area (Integrity): statfs lives in a header Swift's Glibc does not import.
 /// fstatfs(fd).f_type (the file system's magic number), or -1 with errno set.
 long cs_models_fs_type(int fd);
 /// A SIGBUS handler (installed once) that, for an address inside the calling

@@ -29,7 +29,7 @@ public enum HFCache {
 
     /// Resolves `link` and returns an O_PATH fd of the blob (the caller closes it).
     public static func open(_ link: Config.ModelLink, key: String, cache: String) throws -> (Resolved, OwnedFD) {
-        let cacheFD = Glibc.open(cache, CS_MODELS_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        let cacheFD = Glibc.open(cache, CS_O_PATH | O_DIRECTORY | O_CLOEXEC)
         guard cacheFD >= 0 else {
             throw SandboxError.failure("\(key): the Hugging Face cache models.hf_cache \(cache) cannot be opened: \(Errno.current)",
                                        hint: "set models.hf_cache to the hub cache directory (usually ~/.cache/huggingface/hub)")
@@ -38,7 +38,7 @@ public enum HFCache {
         let repoName = "models--" + link.repo.replacingOccurrences(of: "/", with: "--")
         let repoDir = cache + "/" + repoName
         let beneath = CS_RESOLVE_BENEATH | CS_RESOLVE_NO_MAGICLINKS
-        let repoFD = cs_openat2(cacheFD, repoName, UInt64(CS_MODELS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0, beneath | CS_RESOLVE_NO_SYMLINKS)
+        let repoFD = cs_openat2(cacheFD, repoName, UInt64(CS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0, beneath | CS_RESOLVE_NO_SYMLINKS)
         guard repoFD >= 0 else {
             let e = Errno.current
             if e == .noEntry {
@@ -56,7 +56,7 @@ public enum HFCache {
         let snapshotPath = repoDir + "/" + snapshotRel
         // O_PATH without O_NOFOLLOW: the final symlink is followed, but only
         // to somewhere beneath the repo directory.
-        let fd = cs_openat2(repoFD, snapshotRel, UInt64(CS_MODELS_O_PATH | O_CLOEXEC), 0, beneath)
+        let fd = cs_openat2(repoFD, snapshotRel, UInt64(CS_O_PATH | O_CLOEXEC), 0, beneath)
         guard fd >= 0 else {
             let e = Errno.current
             switch e {
@@ -93,7 +93,7 @@ public enum HFCache {
     static func resolveRevision(_ link: Config.ModelLink, key: String, repoFD: Int32, repoDir: String) throws -> String {
         let rev = link.revision ?? "main"
         if link.revision != nil, isPlainName(rev) {
-            let fd = cs_openat2(repoFD, "snapshots/\(rev)", UInt64(CS_MODELS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0,
+            let fd = cs_openat2(repoFD, "snapshots/\(rev)", UInt64(CS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0,
                                 CS_RESOLVE_BENEATH | CS_RESOLVE_NO_SYMLINKS)
             if fd >= 0 {
                 close(fd)

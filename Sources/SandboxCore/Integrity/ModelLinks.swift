@@ -122,7 +122,7 @@ public struct ModelLinksPlanner: Planner {
 
         // Hard link the very inode resolved above (AT_EMPTY_PATH: root has
         // CAP_DAC_READ_SEARCH), so no path is looked up twice.
-        if linkat(blobFD.raw, "", dirFD, name, CS_MODELS_AT_EMPTY_PATH) == 0 {
+        if linkat(blobFD.raw, "", dirFD, name, CS_AT_EMPTY_PATH) == 0 {
             try fixBlobMode(blobFD.raw, resolved: resolved)
             return
         }

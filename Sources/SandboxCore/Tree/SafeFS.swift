@@ -9,9 +9,9 @@ import Foundation
 /// (fchownat(fd, "", AT_EMPTY_PATH), fchmodat2, acl_set_fd), never on a
 /// rebuilt path.
 public enum SafeFS {
-    /// <fcntl.h> hides these behind _GNU_SOURCE, so Swift's Glibc does not see them.
-    public static let O_PATH: Int32 = 0o10000000
-    public static let AT_EMPTY_PATH: Int32 = 0x1000
+    /// <fcntl.h> hides these behind _GNU_SOURCE; the C seam exports them.
+    public static let O_PATH = CS_O_PATH
+    public static let AT_EMPTY_PATH = CS_AT_EMPTY_PATH
 
     /// What lstat(2) says about a path, or nil when it does not exist.
     public static func lstat(_ path: String) -> stat? {
