@@ -17,11 +17,22 @@ public struct Run: ParsableCommand {
     public var command: [String] = []
     public init() {}
 
+    public func validate() throws {
+        if command.isEmpty || command == ["--"] {
+            throw ValidationError("run needs a command: comfy-sandbox run -- CMD [ARG...]")
+        }
+    }
+
     public func run() throws {
+        // Passthrough capture takes a leading --help as the command; only
+        // after `--` is it the command's own.
+        if let first = command.first, first == "--help" || first == "-h" {
+            print(ComfySandbox.helpMessage(for: Run.self))
+            return
+        }
         Launcher.blockSignals()
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
-        guard !argv.isEmpty else { throw ValidationError("run needs a command: comfy-sandbox run -- CMD [ARG...]") }
         let config = try options.load()
         let session = try Launcher.prepare(config, purpose: .run)
         defer { session.cleanup() }
