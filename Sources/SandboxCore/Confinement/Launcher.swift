@@ -262,7 +262,12 @@ public enum Launcher {
         rules.append(R(temp, .readWrite))
         rules.append(R("/dev/shm", .readWrite))
         for dev in ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"] {
-            rules.append(R(dev, .device))
+            // IOCTL_DEV too: Landlock decides at open whether ioctl is allowed,
+            // and with the right absent here it walks every ancestor up to /
+            // looking for it, on every open of /dev/null (a fifth of a
+            // syscall-heavy loop). Their ioctls are what any process has; the
+            // entropy-changing ones on random need CAP_SYS_ADMIN anyway.
+            rules.append(R(dev, Landlock.FS.device.union(.ioctlDev)))
         }
         if purpose == .shell {
             rules.append(R("/dev/tty", Landlock.FS.device.union(.ioctlDev)))
