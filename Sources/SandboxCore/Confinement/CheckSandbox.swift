@@ -61,19 +61,22 @@ public enum SandboxCheck {
         return (Int(fd), fd < 0 ? e : 0)
     }
 
-    static func tcp(_ host: String, _ port: UInt16, bindOnly: Bool) -> (Int, Int32) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return (-1, errno) }
-        defer { close(fd) }
+    /// Calls `body` with `host:port` as a sockaddr and its length.
+    static func withIPv4<T>(_ host: String, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = port.bigEndian
         inet_pton(AF_INET, host, &addr.sin_addr)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bindOnly ? bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) : connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
+    }
+
+    static func tcp(_ host: String, _ port: UInt16, bindOnly: Bool) -> (Int, Int32) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return (-1, errno) }
+        defer { close(fd) }
+        let rc = withIPv4(host, port) { bindOnly ? bind(fd, $0, $1) : connect(fd, $0, $1) }
         return (Int(rc), rc < 0 ? errno : 0)
     }
 
@@ -81,16 +84,8 @@ public enum SandboxCheck {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return (-1, errno) }
         defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &addr.sin_addr)
         let payload: [UInt8] = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
+        let rc = withIPv4(host, port) { sendto(fd, payload, payload.count, 0, $0, $1) }
         return (rc, rc < 0 ? errno : 0)
     }
 
