@@ -26,10 +26,8 @@ public struct CheckSandbox: ParsableCommand {
         let results = try SandboxCheck.outside(config)
         let failed = results.filter { !$0.pass }
         if output.json {
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             struct Report: Encodable { var attempts: Int; var failed: Int; var results: [SandboxCheck.Result] }
-            print(String(decoding: try e.encode(Report(attempts: results.count, failed: failed.count, results: results)), as: UTF8.self))
+            try printJSON(Report(attempts: results.count, failed: failed.count, results: results))
         } else {
             let w0 = max(7, results.map(\.attempt.count).max() ?? 0)
             let w1 = max(8, results.map(\.expected.count).max() ?? 0)

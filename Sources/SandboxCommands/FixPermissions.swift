@@ -48,9 +48,7 @@ public struct FixPermissions: ParsableCommand {
             if !output.json { printText(report) }
         }
         if output.json {
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try e.encode(reports), as: UTF8.self))
+            try printJSON(reports)
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SandboxCore
 
 /// `--config`, shared by every command.
@@ -22,6 +23,14 @@ public struct OutputOptions: ParsableArguments {
     @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
     public var json = false
     public init() {}
+}
+
+/// Prints `value` the way every `--json` output looks: pretty, keys sorted,
+/// slashes unescaped (paths stay readable).
+func printJSON<T: Encodable>(_ value: T) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try e.encode(value), as: UTF8.self))
 }
 
 /// Commands that change the system need root; say so plainly instead of

@@ -7,9 +7,7 @@ import SandboxCore
 enum NodeOutput {
     static func emit(_ report: NodeManager.Report, json: Bool) throws {
         if json {
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try e.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             for o in report.outcomes { print(o.line) }
             for u in report.unmanaged {

@@ -26,10 +26,8 @@ public struct Plan: ParsableCommand {
         let (config, only) = try provision.resolve(options)
         let changes = try Provisioner(config: config, only: only).plan()
         if output.json {
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             let lines = changes.map { Line(area: $0.area.rawValue, action: $0.action, target: $0.target, from: $0.from, to: $0.to, line: $0.line) }
-            print(String(decoding: try e.encode(lines), as: UTF8.self))
+            try printJSON(lines)
             return
         }
         for c in changes { print(c.line) }

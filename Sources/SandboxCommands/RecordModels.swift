@@ -28,7 +28,7 @@ public struct RecordModels: ParsableCommand {
         let (_, result) = try Manifest.record(share: share, stateDir: config.stateDir,
                                               workers: jobs ?? FileHasher.defaultWorkers, progress: !output.json)
         if output.json {
-            print(try ModelsShare.json(result))
+            try printJSON(result)
         } else {
             for n in result.notHashed { print("note: \(n.path): \(n.reason)") }
             for u in result.unreadable { printError("not recorded: \(u.path): \(u.reason)") }
@@ -42,18 +42,12 @@ public struct RecordModels: ParsableCommand {
     }
 }
 
-/// The models share of a config, and JSON output, shared by the model commands.
+/// The models share of a config, shared by the model commands.
 enum ModelsShare {
     static func path(_ config: Config) throws -> String {
         guard let s = config.share(named: "models") else {
             throw SandboxError.config("shares: no share named \"models\"", hint: "add { \"name\": \"models\", ... } to shares")
         }
         return s.path
-    }
-
-    static func json<T: Encodable>(_ value: T) throws -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try enc.encode(value), as: UTF8.self)
     }
 }

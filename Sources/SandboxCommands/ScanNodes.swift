@@ -37,9 +37,7 @@ public struct ScanNodes: ParsableCommand {
         }
         if output.json {
             struct Out: Encodable { var scanned: [String]; var missing: [String]; var findings: [NodeScanner.Finding] }
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try e.encode(Out(scanned: scanned, missing: missing, findings: findings)), as: UTF8.self))
+            try printJSON(Out(scanned: scanned, missing: missing, findings: findings))
         } else {
             for f in findings { print(f.text) }
             for m in missing { print("\(m): not on disk (run update-nodes), not scanned") }

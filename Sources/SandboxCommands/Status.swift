@@ -15,9 +15,7 @@ public struct Status: ParsableCommand {
         let config = try options.load()
         let items = StatusReport.gather(config)
         if output.json {
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try e.encode(items), as: UTF8.self))
+            try printJSON(items)
         } else {
             var section = ""
             for item in items {

@@ -42,7 +42,7 @@ public struct VerifyModels: ParsableCommand {
             }
         }
         if output.json {
-            print(try ModelsShare.json(report))
+            try printJSON(report)
         } else {
             for (label, items) in [("added", report.added), ("missing", report.missing),
                                    ("changed", report.changed), ("unreadable", report.unreadable)] {
