@@ -37,12 +37,12 @@ struct PlanTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let lines = try TreePlanner().changes(for: config(dir), context: PlanContext(dryRun: true)).map(\.line)
         #expect(lines == [
+            "tree: create ComfyUI user directory \(dir)/opt/ComfyUI/user -> comfyui_sandbox:cs_test_nogroup 2770",
+            "tree: create ComfyUI user directory \(dir)/opt/ComfyUI/user/default -> comfyui_sandbox:cs_test_nogroup 2770",
             "tree: create directory \(dir)/data/models -> nobody:cs_test_nogroup 2755",
             "tree: link \(dir)/opt/ComfyUI/models -> \(dir)/data/models",
             "tree: create directory \(dir)/data/output -> nobody:cs_test_nogroup 2775 + default ACL u::rwx,g::rwx,g:cs_test_nogroup:rwx,m::rwx,o::r-x",
             "tree: link \(dir)/opt/ComfyUI/output -> \(dir)/data/output",
-            "tree: create ComfyUI user directory \(dir)/opt/ComfyUI/user -> comfyui_sandbox:cs_test_nogroup 2770",
-            "tree: create ComfyUI user directory \(dir)/opt/ComfyUI/user/default -> comfyui_sandbox:cs_test_nogroup 2770",
         ])
         #expect(!FileManager.default.fileExists(atPath: dir + "/data"), "planning created something")
     }

@@ -23,6 +23,9 @@ public struct TreePlanner: Planner {
         let groupName = config.sharedGroup.name
         let primaryName = config.primaryUser
 
+        // First: a view may live inside ComfyUI's user directory
+        // (user/default/workflows), which must then already be the sandbox's.
+        out += userDirectoryChanges(config, sandbox: sandbox, group: group)
         var traversePlanned = Set<String>()
         for (i, share) in config.shares.enumerated() {
             let key = "shares[\(i)].path"
@@ -102,7 +105,6 @@ public struct TreePlanner: Planner {
             // ComfyUI's view of the share.
             out += try viewChanges(config, share, index: i)
         }
-        out += userDirectoryChanges(config, sandbox: sandbox, group: group)
         // Several changes of one share run the same idempotent apply; keep
         // each plan line but let the apply after the first find nothing to do.
         return out
@@ -217,10 +219,6 @@ public struct TreePlanner: Planner {
     static func applyView(_ config: Config, _ share: Config.Share) throws {
         let link = config.comfyui.path + "/" + share.mount
         let (parent, name) = SafeFS.split(link)
-        let userDirs = userDirectories(config)
-        if userDirs.contains(where: { parent == $0 || ConfigValidator.isInside(parent, [$0]) }) {
-            try applyUserDirectories(config)   // the workflows view lives in the sandbox-owned profile
-        }
         let pfd = try SafeFS.ensureDirectory(parent) { _ in (0, 0, 0o755) }
         defer { close(pfd) }
         var st = stat()
