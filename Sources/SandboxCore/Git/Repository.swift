@@ -37,9 +37,9 @@ public struct Repository: Sendable {
             guard mkdir(d, 0o755) == 0 else { throw SandboxError.failure("cannot create \(d): \(Errno.current)") }
             _ = chmod(d, 0o755)
         }
-        try AtomicFile.write(Data("ref: refs/heads/main\n".utf8), to: g + "/HEAD", mode: 0o644, owner: (0, 0))
+        try AtomicFile.write(Data("ref: refs/heads/main\n".utf8), to: g + "/HEAD", mode: 0o644, owner: (0, 0), durable: false)
         let config = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n"
-        try AtomicFile.write(Data(config.utf8), to: g + "/config", mode: 0o644, owner: (0, 0))
+        try AtomicFile.write(Data(config.utf8), to: g + "/config", mode: 0o644, owner: (0, 0), durable: false)
         return Repository(path: path, git: git)
     }
 
@@ -98,7 +98,7 @@ public struct Repository: Sendable {
         guard GitFiles.isCommitID(sha) else { throw SandboxError.failure("not a commit id: \(sha)") }
         let dir = path + "/.git/refs/comfy-sandbox/pins"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        try AtomicFile.write(Data((sha + "\n").utf8), to: dir + "/" + sha, mode: 0o644, owner: (0, 0))
+        try AtomicFile.write(Data((sha + "\n").utf8), to: dir + "/" + sha, mode: 0o644, owner: (0, 0), durable: false)
     }
 
     /// Detached, forced checkout: a checkout interrupted earlier (files half
@@ -130,7 +130,7 @@ public struct Repository: Sendable {
         for (name, text) in [("sparse-checkout", sparse), ("exclude", exclude)] {
             let file = info + "/" + name
             if FileManager.default.contents(atPath: file) != Data(text.utf8) {
-                try AtomicFile.write(Data(text.utf8), to: file, mode: 0o644, owner: (0, 0))
+                try AtomicFile.write(Data(text.utf8), to: file, mode: 0o644, owner: (0, 0), durable: false)
             }
         }
         let config = String(decoding: FileManager.default.contents(atPath: path + "/.git/config") ?? Data(), as: UTF8.self)

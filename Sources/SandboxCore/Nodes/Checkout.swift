@@ -119,7 +119,8 @@ public struct Checkout: Sendable {
     }
 
     func writeRevMarker(_ dir: String) throws {
-        try AtomicFile.write(Data((spec.rev + "\n").utf8), to: dir + "/.git/" + Self.revMarker, mode: 0o644, owner: (0, 0))
+        try AtomicFile.write(Data((spec.rev + "\n").utf8), to: dir + "/.git/" + Self.revMarker, mode: 0o644, owner: (0, 0),
+                                 durable: false)   // a hint: lost, the rev is resolved again
     }
 
     func exists(_ path: String) -> Bool {
@@ -224,7 +225,7 @@ public struct Checkout: Sendable {
             if let repaired { return Outcome(name: spec.name, kind: .repaired, sha: record.currentSHA, previous: repaired, message: "finished an interrupted checkout") }
             return Outcome(name: spec.name, kind: enabledNow ? .enabled : .upToDate, sha: record.currentSHA)
         }
-        let target = try resolve(repo, networkAllowed: true, preferLocal: !pull)
+        let target = try resolve(repo)
         if target == record.currentSHA {
             try writeRevMarker(spec.dir)
             if pull {
@@ -238,10 +239,14 @@ public struct Checkout: Sendable {
     }
 
     /// The commit the configured rev names. A full id already present needs
-    /// no network (unless pulling, where it would not change anyway).
-    func resolve(_ repo: Repository, networkAllowed: Bool, preferLocal: Bool) throws -> String {
-        if GitFiles.isCommitID(spec.rev), repo.hasCommit(spec.rev) { return spec.rev }
-        try repo.fetchAll(url: spec.repo)
+    /// no network (a pull would not change it either). `fetched`: the caller
+    /// has just fetched every ref (a fresh install), so a second fetch would
+    /// only repeat the negotiation and the connectivity check.
+    func resolve(_ repo: Repository, fetched: Bool = false) throws -> String {
+        if !fetched {
+            if GitFiles.isCommitID(spec.rev), repo.hasCommit(spec.rev) { return spec.rev }
+            try repo.fetchAll(url: spec.repo)
+        }
         if let sha = try repo.resolveLocally(spec.rev) { return sha }
         if GitFiles.isCommitID(spec.rev), repo.fetchCommit(url: spec.repo, sha: spec.rev), repo.hasCommit(spec.rev) { return spec.rev }
         throw SandboxError.failure("rev \"\(spec.rev)\" is not a branch, tag or commit of \(spec.repo) (deleted or force-pushed away upstream?); the checkout and record are unchanged",
@@ -281,7 +286,7 @@ public struct Checkout: Sendable {
     /// record moved aside as corrupt): record it, at its configured rev.
     func adopt(_ repo: Repository) throws -> Outcome {
         let head = repo.head
-        let target = try resolve(repo, networkAllowed: true, preferLocal: true)
+        let target = try resolve(repo)
         let now = Timestamp.now()
         if head != target {
             try repo.pin(target)
@@ -321,7 +326,7 @@ public struct Checkout: Sendable {
         repo.sparseExclude = spec.sparseExclude
         try repo.fetchAll(url: spec.repo)
         // Missing (never installed, or its directory was removed): the configured rev, resolved now.
-        let target = try resolve(repo, networkAllowed: true, preferLocal: true)
+        let target = try resolve(repo, fetched: true)
         try repo.pin(target)
         try repo.checkout(target)
         guard repo.head == target else { throw SandboxError.failure("HEAD is \(repo.head ?? "unreadable") after checking out \(target)") }

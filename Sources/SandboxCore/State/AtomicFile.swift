@@ -4,18 +4,24 @@ import Foundation
 /// the new, never a mix: temp file in the same directory, fsync, rename over,
 /// fsync the directory. The directory is opened once and everything happens
 /// relative to its fd, so a path component swapped meanwhile cannot redirect it.
+///
+/// `durable: false` keeps the atomic replace but skips both fsyncs: for files
+/// git itself writes that way (refs: a lock file renamed into place, which
+/// git's default core.fsync leaves unsynced) and for files in a checkout still
+/// being built aside. Records, manifests and state stay durable.
 public enum AtomicFile {
-    public static func write(_ data: Data, to path: String, mode: mode_t = 0o644, owner: (uid_t, gid_t)? = (0, 0)) throws {
+    public static func write(_ data: Data, to path: String, mode: mode_t = 0o644, owner: (uid_t, gid_t)? = (0, 0),
+                             durable: Bool = true) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
         guard dfd >= 0 else { throw SandboxError.failure("cannot open directory \(dir): \(Errno.current)") }
         defer { close(dfd) }
-        try write(data, directoryFD: dfd, name: name, mode: mode, owner: owner, displayPath: path)
+        try write(data, directoryFD: dfd, name: name, mode: mode, owner: owner, displayPath: path, durable: durable)
     }
 
     public static func write(_ data: Data, directoryFD dfd: Int32, name: String, mode: mode_t = 0o644,
-                             owner: (uid_t, gid_t)? = (0, 0), displayPath: String) throws {
+                             owner: (uid_t, gid_t)? = (0, 0), displayPath: String, durable: Bool = true) throws {
         let tmp = ".\(name).tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         let fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw SandboxError.failure("cannot create \(displayPath) (temp file): \(Errno.current)") }
@@ -40,12 +46,12 @@ public enum AtomicFile {
                 throw SandboxError.failure("cannot set the owner of \(displayPath): \(Errno.current)")
             }
             if fchmod(fd, mode) != 0 { throw SandboxError.failure("cannot set the mode of \(displayPath): \(Errno.current)") }
-            if fsync(fd) != 0 { throw SandboxError.failure("cannot fsync \(displayPath): \(Errno.current)") }
+            if durable, fsync(fd) != 0 { throw SandboxError.failure("cannot fsync \(displayPath): \(Errno.current)") }
         }
         guard renameat(dfd, tmp, dfd, name) == 0 else {
             throw SandboxError.failure("cannot replace \(displayPath): \(Errno.current)")
         }
         ok = true
-        _ = fsync(dfd)
+        if durable { _ = fsync(dfd) }
     }
 }
