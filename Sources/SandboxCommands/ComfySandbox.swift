@@ -34,6 +34,10 @@ public struct ComfySandbox: ParsableCommand {
     /// contract's code: a SandboxError's status, 64 for usage errors.
     public static func run(arguments: [String]? = nil) -> Never {
         do {
+            if let quick = Run.quickParse(arguments ?? Array(CommandLine.arguments.dropFirst())) {
+                try Run.execute(configPath: quick.config, argv: quick.argv)
+                Foundation.exit(0)
+            }
             var command = try parseAsRoot(arguments)
             try command.run()
             Foundation.exit(0)

@@ -30,10 +30,49 @@ public struct Run: ParsableCommand {
             print(ComfySandbox.helpMessage(for: Run.self))
             return
         }
-        Launcher.blockSignals()
         var argv = command
         if argv.first == "--" { argv.removeFirst() }
-        let config = try options.load()
+        try Run.execute(configPath: options.config, argv: argv)
+    }
+
+    /// The common spelling, `run [--config PATH] -- CMD [ARG...]`, read
+    /// without ArgumentParser. `run` is the one command whose start-up time
+    /// is the product (every `comfy-sandbox run` of a short command pays it),
+    /// and ArgumentParser's first parse of a process costs milliseconds of
+    /// reflection and protocol-conformance lookups. Anything else (--help,
+    /// an unknown or repeated option, no `--`) returns nil and goes through
+    /// ArgumentParser as before, so the two can never disagree on a command
+    /// line this accepts: the tests parse the same lines both ways.
+    public static func quickParse(_ args: [String]) -> (config: String?, argv: [String])? {
+        guard args.first == "run" else { return nil }
+        var config: String?
+        var i = 1
+        while i < args.count {
+            let a = args[i]
+            if a == "--" {
+                let argv = Array(args[(i + 1)...])
+                return argv.isEmpty ? nil : (config, argv)
+            }
+            guard config == nil else { return nil }
+            if a == "--config", i + 1 < args.count, !args[i + 1].hasPrefix("-") {
+                config = args[i + 1]
+                i += 2
+            } else if a.hasPrefix("--config="), a.count > "--config=".count {
+                config = String(a.dropFirst("--config=".count))
+                i += 1
+            } else {
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// Runs `argv` (argv[0] looked up in the sandbox's PATH) under the
+    /// confinement the config at `configPath` describes; exits with its status.
+    public static func execute(configPath: String?, argv: [String]) throws {
+        var argv = argv
+        Launcher.blockSignals()
+        let config = try ConfigLoader.load(path: ConfigLoader.resolvePath(configPath))
         let session = try Launcher.prepare(config, purpose: .run)
         defer { session.cleanup() }
         session.printNotes()
