@@ -1,10 +1,22 @@
-// The privilege drop: one ordered sequence between fork(2) and execve(2).
+// The privilege drop: one ordered sequence between the child's creation and
+// execve(2).
 //
 // The parent (Swift, possibly multithreaded) prepares everything that may
 // allocate or take locks: the argv/envp arrays, the seccomp BPF program, the
 // Landlock ruleset fd, the network namespace fd. The child below then makes
 // only raw system calls, which are async-signal-safe, and never returns into
 // Swift. Each step says why it sits where it does.
+//
+// The child is created vfork-style (CLONE_VM | CLONE_VFORK), as posix_spawn
+// does: it runs in our address space, on a stack of its own, while the
+// calling thread waits for its execve or _exit. A fork(2) of this ~90 MB,
+// multithreaded process copies its page tables and leaves every page it
+// writes afterwards to a copy-on-write fault, a millisecond or more per
+// spawn, paid by `run` and by every git process update-nodes starts. Sharing
+// memory is safe only because the child writes none of it: no malloc, no
+// stdio, no locks, nothing but its own stack and the kernel's per-task state
+// (credentials, signal dispositions, fds are its own: no CLONE_SIGHAND, no
+// CLONE_FILES).
 #include "csandbox.h"
 
 #include <errno.h>
@@ -13,6 +25,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -39,6 +52,7 @@ static const char *const step_names[] = {
     [CS_STEP_CLOSE_FDS] = "close other fds",
     [CS_STEP_CHDIR] = "chdir",
     [CS_STEP_RLIMITS] = "setrlimit",
+    [CS_STEP_DUMPABLE] = "PR_SET_DUMPABLE",
     [CS_STEP_SECUREBITS] = "PR_SET_SECUREBITS",
     [CS_STEP_BOUNDING_SET] = "PR_CAPBSET_DROP",
     [CS_STEP_SETGROUPS] = "setgroups",
@@ -76,9 +90,11 @@ static int lift(int fd, int min) {
 
 __attribute__((noreturn))
 static void child(const cs_spawn_spec *s, int report) {
-    // 1. Signals: a clean slate. The parent's mask and handlers are inherited
-    //    through fork; execve resets handlers but not the mask or ignored
-    //    dispositions, and ComfyUI must see SIGTERM/SIGINT normally.
+    // 1. Signals: a clean slate. The parent's handlers are inherited (and
+    //    would run on our shared memory), so every signal arrives blocked
+    //    (see cs_spawn_confined) until each handler is back to default here;
+    //    execve resets handlers but not the mask or ignored dispositions,
+    //    and ComfyUI must see SIGTERM/SIGINT normally.
     sigset_t all;
     sigemptyset(&all);
     for (int sig = 1; sig < NSIG; sig++) {
@@ -148,6 +164,16 @@ static void child(const cs_spawn_spec *s, int report) {
     if (s->umask_value >= 0) umask((mode_t)s->umask_value);
 
     if (s->drop_privileges) {
+        // 8a. Not dumpable: from setresuid on, this task runs as the sandbox
+        //     user in the launcher's address space (shared, see the top of
+        //     the file). A same-uid process must not ptrace it or open its
+        //     /proc/PID/mem meanwhile and write into root's memory. The kernel
+        //     clears dumpable on the uid change only when fs.suid_dumpable is
+        //     0; say it ourselves. The flag belongs to the shared mm, so the
+        //     launcher is non-dumpable too (no core dump of a root process, no
+        //     loss); execve gives the program a fresh, normally dumpable mm.
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) fail(report, CS_STEP_DUMPABLE);
+
         // 8. Securebits, locked: uid 0 regains nothing through execve of a
         //    setuid-root binary (NOROOT), and no one may raise ambient caps.
         //    Needs CAP_SETPCAP, so before the bounding set loses it. We leave
@@ -219,6 +245,13 @@ static void child(const cs_spawn_spec *s, int report) {
     _exit(127);
 }
 
+struct child_args { const cs_spawn_spec *spec; int report; };
+
+static int child_entry(void *p) {
+    const struct child_args *a = p;
+    child(a->spec, a->report);
+}
+
 pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_errno) {
     *fail_step = CS_STEP_NONE;
     *fail_errno = 0;
@@ -228,17 +261,36 @@ pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_err
         *fail_errno = errno;
         return -1;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
+    // The child's own stack: it must not run on this thread's, whose frames
+    // we return through. 256 KiB is far more than child() needs.
+    const size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
         *fail_step = CS_STEP_FORK;
         *fail_errno = errno;
         close(pipefd[0]);
         close(pipefd[1]);
         return -1;
     }
-    if (pid == 0) {
+    // Every signal blocked across the clone: a handler of ours must not run
+    // in the child, on memory it shares with us, before child() has reset
+    // them all. The child inherits this mask; we restore ours right after.
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    struct child_args args = { spec, pipefd[1] };
+    // Returns once the child has called execve (or _exited after a failure).
+    pid_t pid = clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    munmap(stack, stack_size);
+    errno = clone_errno;
+    if (pid < 0) {
+        *fail_step = CS_STEP_FORK;
+        *fail_errno = errno;
         close(pipefd[0]);
-        child(spec, pipefd[1]);
+        close(pipefd[1]);
+        return -1;
     }
     close(pipefd[1]);
     struct failure f;
