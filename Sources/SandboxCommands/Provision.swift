@@ -19,7 +19,7 @@ public struct ProvisionOptions: ParsableArguments {
     func resolve(_ options: ConfigOptions) throws -> (Config, Set<Area>?) {
         var config = try options.load()
         var specs = models
-        if let env = ProcessInfo.processInfo.environment["MODELS"], !env.isEmpty { specs.insert(env, at: 0) }
+        if let env = ProcessEnvironment.value("MODELS"), !env.isEmpty { specs.insert(env, at: 0) }
         if !specs.isEmpty { try Provisioner.addModels(specs, to: &config) }
         return (config, try Provisioner.parseAreas(only))
     }

@@ -15,7 +15,7 @@ public struct Shell: ParsableCommand {
         let session = try Launcher.prepare(config, purpose: .shell)
         defer { session.cleanup() }
         session.printNotes()
-        if let term = ProcessInfo.processInfo.environment["TERM"] { session.environment["TERM"] = term }
+        if let term = ProcessEnvironment.value("TERM") { session.environment["TERM"] = term }
         session.environment["PS1"] = "[comfy-sandbox \\u \\W]\\$ "
         // The shell keeps the caller's terminal (job control, line editing):
         // seccomp refuses TIOCSTI and TIOCLINUX, so it cannot type into it.

@@ -81,7 +81,7 @@ extension Config {
 
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
-        let env = decoder.userInfo[.configEnvironment] as? [String: String] ?? ProcessInfo.processInfo.environment
+        let env = decoder.userInfo[.configEnvironment] as? [String: String] ?? ProcessEnvironment.forConfig
         version = try c(.version, default: 1)
         if let user: String = try c.optional(.primaryUser) {
             primaryUser = user

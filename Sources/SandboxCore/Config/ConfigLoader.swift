@@ -7,13 +7,13 @@ public enum ConfigLoader {
     public static let defaultPath = "/etc/comfy-sandbox/config.json"
 
     /// `--config`, else `$COMFY_SANDBOX_CONFIG`, else the default path.
-    public static func resolvePath(_ explicit: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    public static func resolvePath(_ explicit: String?, environment: [String: String] = ProcessEnvironment.forConfig) -> String {
         if let explicit, !explicit.isEmpty { return explicit }
         if let env = environment["COMFY_SANDBOX_CONFIG"], !env.isEmpty { return env }
         return defaultPath
     }
 
-    public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Config {
+    public static func load(path: String, environment: [String: String] = ProcessEnvironment.forConfig) throws -> Config {
         guard let data = FileManager.default.contents(atPath: path) else {
             let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
             throw SandboxError.config("\(path): config file \(why)",
@@ -25,7 +25,7 @@ public enum ConfigLoader {
     public enum Format: Sendable { case json, plist }
 
     public static func decode(_ data: Data, format: Format, file: String = "<config>",
-                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Config {
+                              environment: [String: String] = ProcessEnvironment.forConfig) throws -> Config {
         let config: Config
         do {
             switch format {

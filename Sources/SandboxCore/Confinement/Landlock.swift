@@ -59,7 +59,7 @@ public enum Landlock {
     /// tests show what `true` and `"best-effort"` do on an older kernel.
     public static var abi: Int {
         let kernel = Int(max(0, cs_landlock_abi()))
-        if let cap = ProcessInfo.processInfo.environment["COMFY_SANDBOX_LANDLOCK_ABI"].flatMap({ Int($0) }), cap >= 0 {
+        if let cap = ProcessEnvironment.value("COMFY_SANDBOX_LANDLOCK_ABI").flatMap({ Int($0) }), cap >= 0 {
             return min(kernel, cap)
         }
         return kernel
@@ -175,7 +175,7 @@ public enum Landlock {
                 throw SandboxError.failure("Landlock connect rule for port \(port) failed: \(Errno.current)")
             }
         }
-        if ProcessInfo.processInfo.environment["COMFY_SANDBOX_DEBUG"] != nil {
+        if ProcessEnvironment.value("COMFY_SANDBOX_DEBUG") != nil {
             for rule in summary.added { printError("landlock: \(rule.path) 0x\(String(rule.access.rawValue, radix: 16))") }
             for skip in summary.skipped { printError("landlock: skipped \(skip)") }
         }

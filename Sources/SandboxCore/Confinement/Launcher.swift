@@ -73,7 +73,7 @@ public enum Launcher {
 
     /// Prepares everything as root and builds the confinement.
     public static func prepare(_ config: Config, purpose: Purpose) throws -> Session {
-        let timing = ProcessInfo.processInfo.environment["COMFY_SANDBOX_TIMING"] != nil
+        let timing = ProcessEnvironment.value("COMFY_SANDBOX_TIMING") != nil
         var t0 = DispatchTime.now().uptimeNanoseconds
         func mark(_ what: String) {
             guard timing else { return }

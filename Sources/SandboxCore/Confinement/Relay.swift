@@ -40,8 +40,8 @@ public enum Relay {
     /// The listening socket systemd passed (socket activation: LISTEN_PID is
     /// us and LISTEN_FDS is 1, the socket is fd 3), or nil.
     public static func activatedSocket() -> OwnedFD? {
-        let env = ProcessInfo.processInfo.environment
-        guard env["LISTEN_PID"].flatMap({ pid_t($0) }) == getpid(), env["LISTEN_FDS"] == "1" else { return nil }
+        guard ProcessEnvironment.value("LISTEN_PID").flatMap({ pid_t($0) }) == getpid(),
+              ProcessEnvironment.value("LISTEN_FDS") == "1" else { return nil }
         unsetenv("LISTEN_PID"); unsetenv("LISTEN_FDS"); unsetenv("LISTEN_FDNAMES")
         _ = fcntl(3, F_SETFD, FD_CLOEXEC)
         return OwnedFD(3)
