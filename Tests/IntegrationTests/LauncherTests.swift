@@ -342,6 +342,94 @@ struct SeccompProgramTests {
         }
         for name in Seccomp.keptForCUDA { #expect(!Seccomp.refused.contains(name)) }
     }
+
+    /// The exported program, run by a classic-BPF interpreter on the values
+    /// the kernel would hand it: personality must refuse everything but 0 and
+    /// the query 0xffffffff (on the low 32 bits it reads), socket everything
+    /// but the four families, and let ordinary calls through.
+    @Test("personality and socket rules decide exactly the values they should")
+    func argumentRules() throws {
+        let program = try Seccomp.program()
+        let personality = UInt32(try #require(Seccomp.number("personality")))
+        let socket = UInt32(try #require(Seccomp.number("socket")))
+        let getpid = UInt32(try #require(Seccomp.number("getpid")))
+        let allow: UInt32 = 0x7FFF_0000
+        func verdict(_ nr: UInt32, _ arg0: UInt64) throws -> UInt32 {
+            try BPF.run(program, nr: nr, arch: 0xC000_003E, args: [arg0, 0, 0, 0, 0, 0])
+        }
+        for value: UInt64 in [0, 0xFFFF_FFFF, 0x1_0000_0000, 0xAB_FFFF_FFFF] {
+            #expect(try verdict(personality, value) == allow, "personality(\(String(value, radix: 16)))")
+        }
+        var refused: [UInt64] = [0x0040_0000, 0x0004_0000, 0x0008, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFE, 0x1_0040_0000]
+        for b in 0..<32 {
+            refused.append(UInt64(1) << UInt64(b))
+            refused.append(0xFFFF_FFFF ^ (UInt64(1) << UInt64(b)))
+        }
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let v = UInt64(UInt32.random(in: 1...0xFFFF_FFFE, using: &rng)) | (UInt64(UInt32.random(in: 0...UInt32.max, using: &rng)) << 32)
+            refused.append(v)
+        }
+        for value in refused {
+            #expect(try verdict(personality, value) & 0xFFFF_0000 == 0x0005_0000, "personality(\(String(value, radix: 16))) allowed")
+        }
+        for family: UInt64 in 0...40 {
+            let allowed = [1, 2, 10, 16].contains(family)
+            #expect(try (verdict(socket, family) == allow) == allowed, "socket(\(family))")
+        }
+        #expect(try verdict(getpid, 0) == allow)
+        #expect(try BPF.run(program, nr: getpid, arch: 0x4000_0003, args: [0, 0, 0, 0, 0, 0]) == 0x8000_0000, "i386 not killed")
+    }
+}
+
+/// Just enough of a classic-BPF interpreter for libseccomp's output, over a
+/// struct seccomp_data {nr, arch, ip, args[6]}.
+enum BPF {
+    struct Unsupported: Error { let code: UInt16 }
+
+    static func run(_ program: [sock_filter], nr: UInt32, arch: UInt32, args: [UInt64]) throws -> UInt32 {
+        var data = [UInt8](repeating: 0, count: 64)
+        func put32(_ v: UInt32, _ at: Int) { for i in 0..<4 { data[at + i] = UInt8((v >> (8 * UInt32(i))) & 0xFF) } }
+        put32(nr, 0); put32(arch, 4)
+        for (i, a) in args.enumerated() { put32(UInt32(a & 0xFFFF_FFFF), 16 + 8 * i); put32(UInt32(a >> 32), 20 + 8 * i) }
+        func load(_ k: UInt32) -> UInt32 {
+            let o = Int(k)
+            return UInt32(data[o]) | UInt32(data[o + 1]) << 8 | UInt32(data[o + 2]) << 16 | UInt32(data[o + 3]) << 24
+        }
+        var a: UInt32 = 0, x: UInt32 = 0, mem = [UInt32](repeating: 0, count: 16), pc = 0
+        while pc < program.count {
+            let ins = program[pc]
+            pc += 1
+            switch ins.code {
+            case 0x20: a = load(ins.k)                       // ld  [k]
+            case 0x60: a = mem[Int(ins.k)]                   // ld  M[k]
+            case 0x61: x = mem[Int(ins.k)]                   // ldx M[k]
+            case 0x00: a = ins.k                             // ld  #k
+            case 0x01: x = ins.k                             // ldx #k
+            case 0x02: mem[Int(ins.k)] = a                   // st  M[k]
+            case 0x03: mem[Int(ins.k)] = x                   // stx M[k]
+            case 0x54: a &= ins.k                            // and #k
+            case 0x44: a |= ins.k                            // or  #k
+            case 0x07: x = a                                 // tax
+            case 0x87: a = x                                 // txa
+            case 0x05: pc += Int(ins.k)                      // ja
+            case 0x15, 0x25, 0x35, 0x45, 0x1D, 0x2D, 0x3D, 0x4D:
+                let operand = ins.code & 0x08 != 0 ? x : ins.k
+                let taken: Bool
+                switch ins.code & 0xF0 {
+                case 0x10: taken = a == operand
+                case 0x20: taken = a > operand
+                case 0x30: taken = a >= operand
+                default: taken = a & operand != 0
+                }
+                pc += Int(taken ? ins.jt : ins.jf)
+            case 0x06: return ins.k                          // ret #k
+            case 0x16: return a                              // ret a
+            default: throw Unsupported(code: ins.code)
+            }
+        }
+        throw Unsupported(code: 0xFFFF)
+    }
 }
 
 @Suite("launcher: the systemd unit", .serialized)

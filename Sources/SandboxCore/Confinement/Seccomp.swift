@@ -125,17 +125,18 @@ public enum Seccomp {
 
     /// personality(2): only PER_LINUX (0) and the query 0xffffffff. libseccomp
     /// allows one comparison per argument per rule and no ALLOW rule under an
-    /// ALLOW default, so "anything else" is spelled as single masked compares
-    /// on the low 32 bits the kernel reads (rules are OR'ed):
-    ///  - bit 31 clear and bit b set (b < 31): any non-zero value below 2^31
-    ///    (READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE, MMAP_PAGE_ZERO, PER_LINUX32...);
-    ///  - bit 31 set and bit b clear: any value with bit 31 that is not the query.
+    /// ALLOW default, so "anything else" is spelled as masked compares on the
+    /// low 32 bits the kernel reads (rules are OR'ed). Going round the 32 bits
+    /// of any other value there is a bit b that is 1 followed by a bit b+1
+    /// (mod 32) that is 0 (READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE, PER_LINUX32,
+    /// high junk...), and rule b matches exactly the values with that pair;
+    /// 0 and 0xffffffff have no such pair. A cycle of 32 two-bit compares is
+    /// the fewest that cover every such value: the 62 one-bit-per-side rules
+    /// used before cost libseccomp half a millisecond on every launch.
     static func personalityRules(rule: (UInt32, String, [scmp_arg_cmp]) throws -> Void, eperm: UInt32) throws {
-        let top: UInt64 = 0x8000_0000
-        for b in 0..<31 {
-            let bit = UInt64(1) << UInt64(b)
-            try rule(eperm, "personality", [cs_scmp_arg(0, SCMP_CMP_MASKED_EQ, top | bit, bit)])
-            try rule(eperm, "personality", [cs_scmp_arg(0, SCMP_CMP_MASKED_EQ, top | bit, top)])
+        for b in 0..<32 {
+            let one = UInt64(1) << UInt64(b), next = UInt64(1) << UInt64((b + 1) % 32)
+            try rule(eperm, "personality", [cs_scmp_arg(0, SCMP_CMP_MASKED_EQ, one | next, one)])
         }
     }
 
