@@ -8,8 +8,9 @@
 # (-lseccomp). The linker takes the first -L directory that has either
 # libX.so or libX.a, so a directory holding only the .a files, searched
 # before the system's, makes -lseccomp resolve to libseccomp.a.
-# libgcc_s (the unwinder clang links by default) stays dynamic: it ships
-# with every glibc system.
+# libgcc_s (the unwinder clang links by default) is GCC's, not glibc's:
+# -static-libgcc links its static twin (libgcc_eh) instead, so the binary
+# needs nothing a bare glibc system might lack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SWIFT="${SWIFT:-$(command -v swift || echo /opt/swift/usr/bin/swift)}"
@@ -37,11 +38,12 @@ export PKG_CONFIG_PATH="$pc_dir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 # -lstdc++ explicitly, so the archive beside the others makes it static too.
 stdcxx="$(g++ -print-file-name=libstdc++.a 2>/dev/null || gcc -print-file-name=libstdc++.a)"
 [ -f "$stdcxx" ] && ln -sf "$stdcxx" "$static_dir/libstdc++.a"
-"$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib -Xlinker -L"$static_dir"
+"$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib -Xlinker -L"$static_dir" \
+  -Xswiftc -Xclang-linker -Xswiftc -static-libgcc
 install -m 0755 "$SCRATCH/release/comfy-sandbox" dist/comfy-sandbox
 echo "dist/comfy-sandbox ($(du -h dist/comfy-sandbox | cut -f1)); shared libraries it needs:"
 ldd dist/comfy-sandbox | sed 's/^/  /'
-if ldd dist/comfy-sandbox | grep -Eq 'lib(seccomp|cap|acl|swift|Foundation|dispatch|stdc\+\+)'; then
+if ldd dist/comfy-sandbox | grep -Eq 'lib(seccomp|cap|acl|swift|Foundation|dispatch|stdc\+\+|gcc_s)'; then
   echo "FAIL: a non-glibc library is still dynamic" >&2
   exit 1
 fi
