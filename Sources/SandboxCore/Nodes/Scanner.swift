@@ -127,6 +127,10 @@ public enum NodeScanner {
         var rule: String
         var severity: Severity
         var pattern: Regex<Substring>
+        /// Every match holds one of these (ASCII) literals: a line with none
+        /// of them cannot match and skips the regex. Most lines hold none, and
+        /// on these rules Swift's Regex runs about ten times slower than ICU did.
+        var needs: [String]
         var reason: String
         /// Decides on the text of the call the match starts (nil: always a finding).
         var check: (@Sendable (String) -> (Severity, String)?)?
@@ -219,6 +223,10 @@ public enum NodeScanner {
 
     /// ICU's `\w`: [\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\u200c\u200d].
     static func isWordCharacter(_ s: Unicode.Scalar) -> Bool {
+        // ASCII without the property tables (the common case, and they are slow).
+        if s.isASCII {
+            return ("a"..."z").contains(s) || ("A"..."Z").contains(s) || ("0"..."9").contains(s) || s == "_"
+        }
         switch s.properties.generalCategory {
         case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
         default: return s.properties.isAlphabetic || s.value == 0x200C || s.value == 0x200D
@@ -227,7 +235,24 @@ public enum NodeScanner {
 
     /// What ICU's `\b` steps over when it looks at the character before.
     static func isSkippedByBoundary(_ s: Unicode.Scalar) -> Bool {
-        s.properties.isGraphemeExtend || s.properties.generalCategory == .format
+        !s.isASCII && (s.properties.isGraphemeExtend || s.properties.generalCategory == .format)
+    }
+
+    /// Whether `line` holds `literal` (ASCII), compared byte by byte: the
+    /// regexes match by scalar, and a scalar match may start inside a
+    /// Character (after a prepended mark), where String.contains would not look.
+    static func holds(_ line: UnsafeBufferPointer<UInt8>, _ literal: [UInt8]) -> Bool {
+        guard let first = literal.first, literal.count <= line.count else { return literal.isEmpty }
+        var i = 0
+        while i <= line.count - literal.count {
+            if line[i] == first {
+                var j = 1
+                while j < literal.count && line[i + j] == literal[j] { j += 1 }
+                if j == literal.count { return true }
+            }
+            i += 1
+        }
+        return false
     }
 
     // The regexes the checks use; `nonisolated(unsafe)` for the reason LineRule is @unchecked Sendable.
@@ -240,6 +265,7 @@ public enum NodeScanner {
 
     static let rules: [LineRule] = [
         LineRule(rule: "dynamic-code", severity: .high, pattern: pattern(.notAfterWordOrDot(#"(eval|exec|compile)\s*\("#)),
+                 needs: ["eval", "exec", "compile"],
                  reason: "", check: { call in
                      // A literal string argument is static code; anything else is built at run time.
                      let arg = argumentText(call).trimmingWhitespaceAndNewlines()
@@ -252,18 +278,22 @@ public enum NodeScanner {
                  }),
         LineRule(rule: "dynamic-import", severity: .medium,
                  pattern: pattern(.notAfterWordOrDot(#"__import__\s*\("#), .plain(#"importlib\.import_module\s*\("#)),
+                 needs: ["__import__", "importlib.import_module"],
                  reason: "imports a module named at run time", check: nil),
         LineRule(rule: "pickle", severity: .high,
                  pattern: pattern(.word(#"(c?[Pp]ickle|dill|joblib|cloudpickle|_pickle)\.(loads?|Unpickler)\s*\("#),
                                   .word(#"numpy\.load\s*\([^)]*allow_pickle\s*=\s*True"#),
                                   .word(#"np\.load\s*\([^)]*allow_pickle\s*=\s*True"#)),
+                 needs: [".load", ".Unpickler"],
                  reason: "unpickling runs whatever code the data names; a crafted model or cache file takes over the process", check: nil),
-        LineRule(rule: "torch-load", severity: .high, pattern: pattern(.word(#"torch\.load\s*\("#)), reason: "", check: { call in
+        LineRule(rule: "torch-load", severity: .high, pattern: pattern(.word(#"torch\.load\s*\("#)), needs: ["torch.load"],
+                 reason: "", check: { call in
             if call.contains(weightsOnlyTrue) { return nil }
             return (.high, "torch.load without weights_only=True unpickles arbitrary code from the file")
         }),
         LineRule(rule: "yaml-load", severity: .high,
-                 pattern: pattern(.word(#"yaml\.(load|load_all|unsafe_load|unsafe_load_all|full_load|full_load_all)\s*\("#)), reason: "", check: { call in
+                 pattern: pattern(.word(#"yaml\.(load|load_all|unsafe_load|unsafe_load_all|full_load|full_load_all)\s*\("#)), needs: ["yaml."],
+                 reason: "", check: { call in
             if call.hasPrefix("yaml.unsafe_load") { return (.high, "yaml.unsafe_load builds arbitrary Python objects") }
             if call.hasPrefix("yaml.full_load") { return (.medium, "yaml.full_load builds Python objects beyond plain data; use yaml.safe_load") }
             if call.contains(safeYAMLLoader) { return nil }
@@ -273,6 +303,7 @@ public enum NodeScanner {
                  pattern: pattern(.word(#"subprocess\.(run|call|Popen|check_call|check_output|getoutput|getstatusoutput)\s*\("#),
                                   .word(#"os\.(system|popen|exec[lv]p?e?|spawn[lv]p?e?|posix_spawnp?)\s*\("#),
                                   .word(#"pty\.spawn\s*\("#), .word(#"commands\.getoutput\s*\("#)),
+                 needs: ["subprocess.", "os.", "pty.spawn", "commands.getoutput"],
                  reason: "", check: { call in
                      if call.contains(shellTrue) {
                          return (.high, "runs a shell command line (shell=True): anything interpolated into it is executed")
@@ -283,9 +314,11 @@ public enum NodeScanner {
                      return (.medium, "starts another program")
                  }),
         LineRule(rule: "shell-true", severity: .high, pattern: pattern(.word(#"shell\s*=\s*True"#)),
+                 needs: ["shell"],
                  reason: "shell=True runs the command through /bin/sh", check: nil),
         LineRule(rule: "raw-ip-url", severity: .high,
                  pattern: pattern(.plain(#"[A-Za-z][A-Za-z0-9+.-]*://(\p{Nd}{1,3}(\.\p{Nd}{1,3}){3}|\[[0-9A-Fa-f:.]+\])"#)),
+                 needs: ["://"],
                  reason: "", check: { m in
                      if m.contains("://127.") || m.contains("://[::1]") || m.contains("://0.0.0.0") {
                          return (.low, "a URL to a loopback address literal")
@@ -294,6 +327,7 @@ public enum NodeScanner {
                  }),
         LineRule(rule: "raw-ip-connect", severity: .high,
                  pattern: pattern(.plain(#"\(\s*['"](\p{Nd}{1,3}(\.\p{Nd}{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:]+)['"]\s*,\s*\p{Nd}+\s*\)"#)),
+                 needs: [","],
                  reason: "", check: { m in
                      if m.contains("127.") || m.contains("'::1'") || m.contains("\"::1\"") || m.contains("0.0.0.0") { return nil }
                      return (.high, "a (raw IP, port) address: a direct socket connection to a literal address")
@@ -301,26 +335,34 @@ public enum NodeScanner {
         LineRule(rule: "write-outside", severity: .high,
                  pattern: pattern(.word(#"open\s*\(\s*[rRbBuUfF]*['"](/|~|\.\./)[^'"]*['"]\s*,\s*[rRbBuUfF]*['"][^'"]*[wax+][^'"]*['"]"#),
                                   .plain(#"\.write_(text|bytes)\s*\("#)),
+                 needs: ["open", ".write_"],
                  reason: "", check: { m in
                      if m.hasPrefix(".write_") { return nil }   // decided by the Path(...) rule below
                      return (.high, "opens a file outside the node's directory for writing")
                  }),
         LineRule(rule: "write-outside", severity: .high,
                  pattern: pattern(.word(#"Path\s*\(\s*['"](/|~|\.\./)[^'"]*['"]\s*\)[^\n]*\.(write_text|write_bytes|open\s*\(\s*['"][wax])"#)),
+                 needs: ["Path"],
                  reason: "writes a file outside the node's directory", check: nil),
         LineRule(rule: "home-directory", severity: .medium,
                  pattern: pattern(.word(#"os\.path\.expanduser\s*\("#), .word(#"Path\.home\s*\("#), .plain(#"['"]~/"#)),
+                 needs: ["os.path.expanduser", "Path.home", "~/"],
                  reason: "reaches into a home directory (credentials, shell startup files, ssh keys live there)", check: nil),
         LineRule(rule: "site-packages", severity: .high,
                  pattern: pattern(.plain("site-packages"), .plain("dist-packages"), .word(#"site\.getsitepackages\s*\("#),
                                   .word(#"site\.getusersitepackages\s*\("#), .word(#"sysconfig\.get_paths\s*\("#),
                                   .plain(#"get_python_lib\s*\("#)),
+                 needs: ["-packages", "site.get", "sysconfig.get_paths", "get_python_lib"],
                  reason: "refers to the Python installation's package directories: writing there changes what every later import runs", check: nil),
         LineRule(rule: "pip-at-runtime", severity: .medium,
                  pattern: pattern(.wholeWord(#"pip\s+install"#), .word(#"pip\.main\s*\("#), .wholeWord(#"pip\._internal"#),
                                   .plain(#"['"]pip['"]\s*,\s*['"]install['"]"#)),
+                 needs: ["pip"],
                  reason: "installs packages at run time, outside any review or pin", check: nil),
     ]
+
+    /// Each rule's `needs`, as bytes.
+    static let ruleLiterals = rules.map { $0.needs.map { Array($0.utf8) } }
 
     /// Text of the argument list of the call starting at `call` (up to its closing parenthesis).
     static func argumentText(_ call: String) -> String {
@@ -352,7 +394,10 @@ public enum NodeScanner {
             // them from where the match starts. Joined only when a check needs it.
             var following: String?
             var seen = Set<String>()
-            for rule in rules {
+            let candidates = line.utf8.withContiguousStorageIfAvailable { bytes in
+                ruleLiterals.map { literals in literals.contains { holds(bytes, $0) } }
+            } ?? Array(repeating: true, count: rules.count)
+            for (rule, candidate) in zip(rules, candidates) where candidate {
                 for m in line.matches(of: rule.pattern) {
                     var severity = rule.severity
                     var reason = rule.reason
@@ -377,7 +422,8 @@ public enum NodeScanner {
                     }
                 }
             }
-            for m in line.matches(of: blobPattern) {
+            // A blob match is at least 82 scalars, so at least 82 bytes.
+            for m in line.utf8.count < 82 ? [] : line.matches(of: blobPattern) {
                 let blob = String(m.output.1)
                 switch decodeBlob(blob) {
                 case .compressed:
