@@ -24,7 +24,7 @@ deps:
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-## build: the release binary, self-contained (static Swift runtime and Foundation,
+## build: the release binary, self-contained (static Swift runtime and FoundationEssentials,
 ## static libseccomp/libcap/libacl): it runs without /opt/swift and starts in half
 ## the time of a dynamically linked one
 build: deps

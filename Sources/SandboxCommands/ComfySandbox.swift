@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SandboxCore
 
 /// The root command. The executable only calls `ComfySandbox.run()`.
@@ -36,25 +37,25 @@ public struct ComfySandbox: ParsableCommand {
         do {
             if let quick = Run.quickParse(arguments ?? Array(CommandLine.arguments.dropFirst())) {
                 try Run.execute(configPath: quick.config, argv: quick.argv)
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
             var command = try parseAsRoot(arguments)
             try command.run()
-            Foundation.exit(0)
+            Glibc.exit(0)
         } catch let error as SandboxError {
             printError("comfy-sandbox: \(error.description)")
-            Foundation.exit(error.status.rawValue)
+            Glibc.exit(error.status.rawValue)
         } catch let code as ExitCode {
-            Foundation.exit(code.rawValue)
+            Glibc.exit(code.rawValue)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
-                Foundation.exit(0)
+                Glibc.exit(0)
             }
             printError(fullMessage(for: error))
             // ArgumentParser reports usage errors as 64 (EX_USAGE), as the contract wants.
-            Foundation.exit(code.rawValue)
+            Glibc.exit(code.rawValue)
         }
     }
 }

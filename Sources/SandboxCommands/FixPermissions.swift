@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SandboxCore
 
 public struct FixPermissions: ParsableCommand {
@@ -69,5 +70,5 @@ public struct FixPermissions: ParsableCommand {
 
 /// One progress line on a terminal, rewritten in place; nil clears it.
 func printProgress(_ text: String?) {
-    FileHandle.standardError.write(Data(("\r\u{1b}[K" + (text ?? "")).utf8))
+    writeAll(2, Data(("\r\u{1b}[K" + (text ?? "")).utf8))
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import SandboxCore
 
 /// Hidden entry points the tool runs of itself: the relay and the inside half
@@ -39,8 +39,8 @@ public struct Internal: ParsableCommand {
             let c = try SandboxConfinement.forInstall(config, writable: writable)
             let r = try HostCommand(path, Array(argv.dropFirst()), environment: ["PATH": "/usr/bin:/bin", "HOME": config.sandboxUser.home])
                 .run(confinement: c)
-            FileHandle.standardOutput.write(r.stdout)
-            FileHandle.standardError.write(r.stderr)
+            writeAll(1, r.stdout)
+            writeAll(2, r.stderr)
             if r.status != 0 { throw ExitCode(r.status) }
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SandboxCore
 
 /// `__internal hash FILE...`: the hasher of record-models/verify-models on
@@ -22,12 +23,12 @@ struct InternalHash: ParsableCommand {
         var dirFDs: [Int32] = []
         defer { for fd in dirFDs { close(fd) } }
         for f in files {
-            let dir = (f as NSString).deletingLastPathComponent
+            let dir = Paths.deletingLastComponent(f)
             let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             guard fd >= 0 else { throw SandboxError.failure("cannot open \(dir): \(Errno.current)") }
             dirFDs.append(fd)
             var st = stat()
-            let name = (f as NSString).lastPathComponent
+            let name = Paths.lastComponent(f)
             guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { throw SandboxError.failure("cannot stat \(f): \(Errno.current)") }
             jobs.append(FileHasher.Job(dirFD: fd, name: name, size: Int64(st.st_size)))
         }
@@ -46,7 +47,7 @@ struct InternalHash: ParsableCommand {
                 failed = true
             }
         }
-        printError(String(format: "hashed %lld bytes in %.3f s: %.2f GB/s", bytes, seconds, Double(bytes) / seconds / 1e9))
+        printError("hashed \(bytes) bytes in \(Format.fixed(seconds, 3)) s: \(Format.fixed(Double(bytes) / seconds / 1e9, 2)) GB/s")
         if failed { throw ExitCode(1) }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SandboxCore
 
 /// Shared by update-nodes, rollback-nodes, update-comfyui and rollback-comfyui:

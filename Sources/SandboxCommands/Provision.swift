@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import SandboxCore
 
 /// `--only` and `--models`, shared by plan and provision.

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import SandboxCore
 
 public struct RecordModels: ParsableCommand {
@@ -33,7 +33,7 @@ public struct RecordModels: ParsableCommand {
             for n in result.notHashed { print("note: \(n.path): \(n.reason)") }
             for u in result.unreadable { printError("not recorded: \(u.path): \(u.reason)") }
             let rate = result.seconds > 0 ? Double(result.bytes) / result.seconds : 0
-            print("recorded \(result.files) files, \(ByteProgress.size(result.bytes)) in \(String(format: "%.2f", result.seconds)) s (\(ByteProgress.size(Int64(rate)))/s) -> \(result.manifest)")
+            print("recorded \(result.files) files, \(ByteProgress.size(result.bytes)) in \(Format.fixed(result.seconds, 2)) s (\(ByteProgress.size(Int64(rate)))/s) -> \(result.manifest)")
         }
         if !result.ok {
             throw SandboxError.failure("\(result.unreadable.count) file(s) in \(share) could not be recorded",

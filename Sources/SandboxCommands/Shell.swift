@@ -26,4 +26,4 @@ public struct Shell: ParsableCommand {
     }
 }
 
-import Foundation
+import FoundationEssentials

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import SandboxCore
 
 public struct VerifyModels: ParsableCommand {
@@ -49,7 +50,7 @@ public struct VerifyModels: ParsableCommand {
                 for i in items { print("\(label): \(i.path): \(i.reason)") }
             }
             let problems = report.added.count + report.missing.count + report.changed.count + report.unreadable.count
-            let summary = "\(report.files) files in the manifest of \(report.recordedAt): \(report.trusted) trusted by stat, \(report.filesRead) read (\(ByteProgress.size(report.bytesRead))) in \(String(format: "%.3f", report.seconds)) s"
+            let summary = "\(report.files) files in the manifest of \(report.recordedAt): \(report.trusted) trusted by stat, \(report.filesRead) read (\(ByteProgress.size(report.bytesRead))) in \(Format.fixed(report.seconds, 3)) s"
             if report.ok {
                 print("ok: " + summary)
                 if !report.restamped.isEmpty {

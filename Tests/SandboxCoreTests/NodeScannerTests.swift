@@ -63,6 +63,29 @@ struct NodeScannerTests {
         #expect(f.contains { $0.rule == "dynamic-code" } == flagged, "\(line): \(f.map(\.text))")
     }
 
+    /// The rules were written for ICU (NSRegularExpression) and are now Swift
+    /// Regexes; these are the places the two engines differ, as ICU decided
+    /// them: `\b` counts digits as word characters and steps over combining
+    /// marks and format characters, `(?<![\w.])` looks at one scalar, `\d` is
+    /// \p{Nd}, and a later match may start inside an earlier rejected one.
+    @Test("word edges, digits and overlaps match as they did under ICU",
+          arguments: [("y = x2np.load(a, allow_pickle=True)", "pickle", false),
+                      ("\u{301}pickle.loads(x)", "pickle", true),
+                      ("a\u{301}pickle.loads(x)", "pickle", false),
+                      ("\u{AD}subprocess.run(x)", "shell-out", true),
+                      ("xnumpy.load(np.load(a, allow_pickle=True))", "pickle", true),
+                      ("\u{200B}eval(x)", "dynamic-code", true),
+                      ("\u{301}eval(x)", "dynamic-code", false),
+                      ("run('pip install x')", "pip-at-runtime", true),
+                      ("run('pip installer')", "pip-at-runtime", false),
+                      ("run('pip install\u{301}x')", "pip-at-runtime", false),
+                      ("url = 'http://\u{661}\u{662}\u{667}.0.0.1/'", "raw-ip-url", true),
+                      ("url = 'http://1\u{B2}3.4.5.6/'", "raw-ip-url", false)])
+    func icuEdges(line: String, rule: String, flagged: Bool) {
+        let f = NodeScanner.scanPython(line + "\n", file: "a.py", node: "n")
+        #expect(f.contains { $0.rule == rule } == flagged, "\(line.unicodeScalars.map { $0.escaped(asASCII: true) }.joined()): \(f.map(\.text))")
+    }
+
     @Test("torch.load and yaml.load are judged by their arguments, across lines")
     func loaders() {
         #expect(NodeScanner.scanPython("m = torch.load(p,\n    weights_only=True)\n", file: "a.py", node: "n").isEmpty)

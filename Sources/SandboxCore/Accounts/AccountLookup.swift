@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Reads the account database through NSS (getpwnam_r/getgrnam_r), so it sees
 /// whatever /etc is in this mount namespace.

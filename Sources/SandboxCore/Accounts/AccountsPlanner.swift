@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The `accounts` area: the shared group, the sandbox user, the members of
 /// the group, and the sandbox user's home. Everything goes through the real

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The whole configuration, as ../shared/CONTRACT.md fixes it. Decoding
 /// applies the contract's defaults and rejects unknown keys; `validate()`
@@ -179,5 +179,5 @@ public struct Config: Codable, Equatable, Sendable {
     public var lockPath: String { stateDir + "/lock" }
     public var customNodesDir: String { comfyui.path + "/custom_nodes" }
     /// The Python environment ComfyUI runs in, beside its checkout.
-    public var venvPath: String { (comfyui.path as NSString).deletingLastPathComponent + "/venv" }
+    public var venvPath: String { Paths.deletingLastComponent(comfyui.path) + "/venv" }
 }

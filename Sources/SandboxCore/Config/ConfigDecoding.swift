@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A decoding problem with the key path it happened at.
 struct ConfigIssue: Error {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Finds, reads, decodes and validates the config. Every error is exit 65 and
 /// names the file and the key path; nothing here touches the disk beyond
@@ -66,7 +66,9 @@ public enum ConfigLoader {
         case .keyNotFound(let key, let ctx):
             return "\(keyPathString(ctx.codingPath + [key])): missing; this key is required"
         case .dataCorrupted(let ctx):
-            let under = (ctx.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+            // The property-list parser puts its detail ("unexpected EOF ...") under
+            // NSDebugDescription (NSDebugDescriptionErrorKey, not in FoundationEssentials).
+            let under = (ctx.underlyingError as? CocoaError)?.userInfo["NSDebugDescription"] as? String
             return "\(at(ctx))not valid: \(under ?? ctx.debugDescription)"
         @unknown default:
             return "\(error)"

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Semantic checks that types cannot express. Each problem is one line that
 /// starts with the key path (`shares[1].path: ...`).
@@ -224,8 +225,8 @@ public enum ConfigValidator {
 
     /// The protocol git would use for `url`: a scheme, or ssh for scp-like `host:path`, or file for a path.
     public static func gitProtocol(of url: String) -> String {
-        if let r = url.range(of: "::"), !url[..<r.lowerBound].contains("/") { return "ext-or-transport-helper" }
-        if let r = url.range(of: "://") { return String(url[..<r.lowerBound]).lowercased() }
+        if let r = url.firstRange(of: "::"), !url[..<r.lowerBound].contains("/") { return "ext-or-transport-helper" }
+        if let r = url.firstRange(of: "://") { return String(url[..<r.lowerBound]).lowercased() }
         if url.hasPrefix("/") || url.hasPrefix(".") { return "file" }
         if let colon = url.firstIndex(of: ":"), !url[..<colon].contains("/") { return "ssh" }
         return "file"

@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension SandboxCheck {
     /// The outer (root) side of check-sandbox: prepares the exact session

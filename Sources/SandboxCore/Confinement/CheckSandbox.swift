@@ -1,6 +1,9 @@
 import CSandbox
 import Crypto
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 /// check-sandbox: the tool re-executes itself inside the exact confinement
 /// ComfyUI gets (`__internal check-inside`) and attacks it. The outer (root)
@@ -106,7 +109,7 @@ public enum SandboxCheck {
         if let copy = f.setuidCopy {
             // NNP and the empty bounding set: the setuid bit gives nothing.
             let res = try? HostCommand(copy, ["-u"]).run()
-            let euid = res?.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let euid = res?.stdoutText.trimmingWhitespaceAndNewlines() ?? ""
             let gained = euid == "0"
             r.append(Result("exec a setuid-root copy of id", expected: "euid unchanged",
                             result: res.map { $0.succeeded ? "euid \(euid)" : "refused (exit \($0.status))" } ?? "refused", pass: !gained))
@@ -276,14 +279,14 @@ public enum SandboxCheck {
             }
         }
         works("threads") {
-            final class Box: @unchecked Sendable { var n = 0; let lock = NSLock() }
+            final class Box: Sendable { let n = Mutex(0) }
             let box = Box()
             let group = DispatchGroup()
             for _ in 0..<4 {
                 group.enter()
-                Thread.detachNewThread { box.lock.lock(); box.n += 1; box.lock.unlock(); group.leave() }
+                detachThread { box.n.withLock { $0 += 1 }; group.leave() }
             }
-            let ok = group.wait(timeout: .now() + 5) == .success && box.n == 4
+            let ok = group.wait(timeout: .now() + 5) == .success && box.n.withLock { $0 } == 4
             return (ok, ok ? "4 threads ran" : "threads did not run")
         }
         works("memfd_create") {
@@ -367,7 +370,7 @@ public enum SandboxCheck {
         let head = readHead(fd)
         if head.lowercased().contains("upgrade: websocket"),
            let keyLine = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("sec-websocket-key:") }) {
-            let key = keyLine.split(separator: ":", maxSplits: 1)[1].trimmingCharacters(in: .whitespaces)
+            let key = keyLine.split(separator: ":", maxSplits: 1)[1].trimmingWhitespace()
             let accept = Data(Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))).base64EncodedString()
             writeAll(fd, Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n".utf8))
             // One masked client frame (< 126 bytes) echoed back unmasked.

@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Landlock: which files the confined child may touch and which TCP ports it
 /// may bind or connect to, enforced by the kernel for the child and all its

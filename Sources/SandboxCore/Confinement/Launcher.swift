@@ -1,5 +1,7 @@
 import CSandbox
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 
 /// The one path from root to a confined ComfyUI, shared by `run`, `launch`,
 /// `shell` and `check-sandbox`:
@@ -78,7 +80,7 @@ public enum Launcher {
         func mark(_ what: String) {
             guard timing else { return }
             let now = DispatchTime.now().uptimeNanoseconds
-            printError(String(format: "timing: %-10@ %.2f ms", what, Double(now - t0) / 1e6))
+            printError("timing: \(what) \(Format.fixed(Double(now - t0) / 1e6, 2)) ms")
             t0 = now
         }
         let id = try AccountLookup.sandboxIdentity(config)
@@ -227,7 +229,7 @@ public enum Launcher {
         guard let real = realpath(python, nil) else { return nil }
         defer { free(real) }
         let path = String(cString: real)
-        let prefix = ((path as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+        let prefix = Paths.deletingLastComponent(Paths.deletingLastComponent(path))
         return prefix == "/" || prefix.isEmpty ? nil : prefix
     }
 
@@ -423,8 +425,8 @@ enum FileTree {
     /// when missing. An existing entry is left as it is, but must be a
     /// directory and not a symlink.
     static func ensureOwnedDirectory(_ path: String, uid: uid_t, gid: gid_t, mode: mode_t) throws {
-        let parent = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        let parent = Paths.deletingLastComponent(path)
+        let name = Paths.lastComponent(path)
         let pfd = open(parent, CS_O_PATH | O_DIRECTORY | O_CLOEXEC)
         guard pfd >= 0 else {
             throw SandboxError.failure("cannot open \(parent): \(Errno.current)", hint: "run `comfy-sandbox provision` first")
@@ -463,8 +465,8 @@ enum FileTree {
     /// Removes a tree the sandbox wrote, walking by fd: never follows a
     /// symlink, never crosses to another file system.
     static func removeTree(_ path: String) {
-        let parent = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        let parent = Paths.deletingLastComponent(path)
+        let name = Paths.lastComponent(path)
         let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard pfd >= 0 else { return }
         defer { close(pfd) }

@@ -1,5 +1,7 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 /// The relay serves ComfyUI's UI on the host's listen:port while ComfyUI sits
 /// in a network namespace that has only loopback. The launcher (root) binds
@@ -108,23 +110,23 @@ public enum Relay {
                 close(client)
                 continue
             }
-            Thread.detachNewThread {
+            detachThread {
                 handle(client, targetPort: targetPort)
                 active.decrement()
             }
         }
     }
 
-    final class Counter: @unchecked Sendable {
-        private var value = 0
-        private let lock = NSLock()
+    final class Counter: Sendable {
+        private let value = Mutex(0)
         func increment(limit: Int) -> Bool {
-            lock.lock(); defer { lock.unlock() }
-            guard value < limit else { return false }
-            value += 1
-            return true
+            value.withLock { value in
+                guard value < limit else { return false }
+                value += 1
+                return true
+            }
         }
-        func decrement() { lock.lock(); value -= 1; lock.unlock() }
+        func decrement() { value.withLock { $0 -= 1 } }
     }
 
     static func connectTarget(_ port: UInt16) -> Int32 {

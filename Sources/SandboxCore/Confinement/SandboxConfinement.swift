@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The entry points every part of the tool uses to confine a child.
 /// `forInstall` is what requirement installs (pip/uv) run under: the sandbox

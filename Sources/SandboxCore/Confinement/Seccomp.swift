@@ -1,6 +1,7 @@
 import CSandbox
 import CSeccomp
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The seccomp filter every confined child gets, built with libseccomp and
 /// exported as a classic BPF program that `cs_spawn_confined` installs as the

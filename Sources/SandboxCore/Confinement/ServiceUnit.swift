@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The systemd units, rendered for a config. The checked-in files in
 /// `systemd/` carry the contract's defaults and are what the unit gate
@@ -48,7 +48,7 @@ public enum ServiceUnit {
     /// systemd's quoting for a path in a space-separated list.
     static func quote(_ path: String) -> String {
         path.contains(where: { $0 == " " || $0 == "\"" || $0 == "\\" })
-            ? "\"" + path.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            ? "\"" + path.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
             : path
     }
 }

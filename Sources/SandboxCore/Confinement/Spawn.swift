@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A file descriptor owned by one object and closed exactly once when it goes.
 public final class OwnedFD: @unchecked Sendable {

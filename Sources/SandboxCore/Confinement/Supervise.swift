@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension Launcher {
     /// Signals the launcher passes on to the confined child.
@@ -73,7 +74,7 @@ public enum LauncherPidFile {
     /// The running launcher's pid, when the file names a live comfy-sandbox process.
     public static func running(_ config: Config) -> pid_t? {
         guard let text = try? String(contentsOfFile: path(config), encoding: .utf8),
-              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+              let pid = pid_t(text.trimmingWhitespaceAndNewlines()), pid > 0 else { return nil }
         guard let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { return nil }
         let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         guard args.contains("launch") else { return nil }
@@ -88,7 +89,7 @@ public enum LauncherPidFile {
 
     public static func remove(_ config: Config) {
         if let text = try? String(contentsOfFile: path(config), encoding: .utf8),
-           pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) == getpid() {
+           pid_t(text.trimmingWhitespaceAndNewlines()) == getpid() {
             unlink(path(config))
         }
     }

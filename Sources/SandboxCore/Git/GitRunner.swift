@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The one way this tool runs git. Every invocation gets:
 /// - the absolute /usr/bin/git, checked to be a root-owned file nobody else
@@ -94,14 +95,14 @@ public struct GitRunner: Sendable {
             if geteuid() == 0 { try Self.requireRootOwned(repo, allowGroupWritableWorktree: allowGroupWritableWorktree) }
             env["GIT_DIR"] = repo + "/.git"
             env["GIT_WORK_TREE"] = repo
-            env["GIT_CEILING_DIRECTORIES"] = (repo as NSString).deletingLastPathComponent
+            env["GIT_CEILING_DIRECTORIES"] = Paths.deletingLastComponent(repo)
         } else {
             env["GIT_CEILING_DIRECTORIES"] = "/"
         }
         let argv = Self.hardening(repo: repo) + args
         let r = try HostCommand(Self.gitPath, argv, environment: env, workingDirectory: repo ?? "/").run()
         if !r.succeeded && !allowFailure {
-            let detail = r.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
+            let detail = r.stderrText.trimmingWhitespaceAndNewlines()
                 .split(separator: "\n").suffix(3).joined(separator: " | ")
             throw Failure(message: "git \(args.prefix(1).joined()) failed (exit \(r.status))" + (detail.isEmpty ? "" : ": \(detail)"))
         }
@@ -177,7 +178,7 @@ public enum GitFiles {
         var buf = [UInt8](repeating: 0, count: 128)
         let n = read(fd, &buf, buf.count)
         guard n > 0 else { return nil }
-        let s = String(decoding: buf[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let s = String(decoding: buf[0..<n], as: UTF8.self).trimmingWhitespaceAndNewlines()
         return isCommitID(s) ? s : nil
     }
 

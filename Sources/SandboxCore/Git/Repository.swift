@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A checkout this tool owns, driven through `GitRunner`. The repository
 /// keeps no remote in its config: every fetch names the URL from the

@@ -1,7 +1,9 @@
 import CSandbox
 import Crypto
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 /// The identity of a file's content as stat(2) sees it. When none of these
 /// changed since a file was hashed, its content is trusted without reading it:
@@ -182,20 +184,19 @@ public enum FileHasher {
         return results.values.map { $0! }
     }
 
-    final class ResultBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private var cursor = 0
-        private(set) var values: [(Outcome, bytesRead: Int64)?]
-        init(count: Int) { values = Array(repeating: nil, count: count) }
+    final class ResultBox: Sendable {
+        private let state: Mutex<(cursor: Int, values: [(Outcome, bytesRead: Int64)?])>
+        init(count: Int) { state = Mutex((0, Array(repeating: nil, count: count))) }
+        var values: [(Outcome, bytesRead: Int64)?] { state.withLock { $0.values } }
         func next() -> Int? {
-            lock.lock(); defer { lock.unlock() }
-            guard cursor < values.count else { return nil }
-            cursor += 1
-            return cursor - 1
+            state.withLock { s in
+                guard s.cursor < s.values.count else { return nil }
+                s.cursor += 1
+                return s.cursor - 1
+            }
         }
         func set(_ i: Int, _ v: (Outcome, bytesRead: Int64)) {
-            lock.lock(); defer { lock.unlock() }
-            values[i] = v
+            state.withLock { $0.values[i] = v }
         }
     }
 }
@@ -219,9 +220,7 @@ public enum FileKind {
 /// Bytes, rate and ETA on stderr while hashing, redrawn in place when stderr
 /// is a terminal; silent otherwise (the command prints a plain summary).
 public final class ByteProgress: @unchecked Sendable {
-    private let lock = NSLock()
-    private var bytes: Int64 = 0
-    private var files = 0
+    private let counts = Mutex((bytes: Int64(0), files: 0))
     private let totalBytes: Int64
     private let totalFiles: Int
     private let label: String
@@ -244,11 +243,11 @@ public final class ByteProgress: @unchecked Sendable {
     }
 
     func add(_ n: Int) {
-        lock.lock(); bytes += Int64(n); lock.unlock()
+        counts.withLock { $0.bytes += Int64(n) }
     }
 
     func fileDone() {
-        lock.lock(); files += 1; lock.unlock()
+        counts.withLock { $0.files += 1 }
     }
 
     private func startTimer() {
@@ -260,9 +259,7 @@ public final class ByteProgress: @unchecked Sendable {
     }
 
     private func draw() {
-        lock.lock()
-        let (b, f) = (bytes, files)
-        lock.unlock()
+        let (b, f) = counts.withLock { ($0.bytes, $0.files) }
         let elapsed = max(Date().timeIntervalSince(start), 0.001)
         let rate = Double(b) / elapsed
         let eta = rate > 0 ? Double(totalBytes - b) / rate : 0
@@ -282,16 +279,17 @@ public final class ByteProgress: @unchecked Sendable {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var v = Double(n), u = 0
         while v >= 1024, u < units.count - 1 { v /= 1024; u += 1 }
-        return u == 0 ? "\(n) B" : String(format: "%.1f ", v) + units[u]
+        return u == 0 ? "\(n) B" : Format.fixed(v, 1) + " " + units[u]
     }
 
     static func duration(_ s: Double) -> String {
         guard s.isFinite else { return "?" }
         let t = Int(s.rounded())
-        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+        return t >= 3600 ? "\(t / 3600):\(Format.zeroPadded(t / 60 % 60, 2)):\(Format.zeroPadded(t % 60, 2))"
+            : "\(t / 60):\(Format.zeroPadded(t % 60, 2))"
     }
 
     private func printErrorRaw(_ s: String) {
-        FileHandle.standardError.write(Data(s.utf8))
+        writeAll(2, Data(s.utf8))
     }
 }

@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Finds files in a Hugging Face hub cache:
 ///
@@ -35,7 +36,7 @@ public enum HFCache {
                                        hint: "set models.hf_cache to the hub cache directory (usually ~/.cache/huggingface/hub)")
         }
         defer { close(cacheFD) }
-        let repoName = "models--" + link.repo.replacingOccurrences(of: "/", with: "--")
+        let repoName = "models--" + link.repo.replacing("/", with: "--")
         let repoDir = cache + "/" + repoName
         let beneath = CS_RESOLVE_BENEATH | CS_RESOLVE_NO_MAGICLINKS
         let repoFD = cs_openat2(cacheFD, repoName, UInt64(CS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0, beneath | CS_RESOLVE_NO_SYMLINKS)
@@ -107,7 +108,7 @@ public enum HFCache {
                                        hint: known.isEmpty ? "download it again with huggingface-cli"
                                            : "available: \(known.joined(separator: ", ")); set models.links revision to one of them")
         }
-        let commit = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let commit = text.trimmingWhitespaceAndNewlines()
         guard isPlainName(commit) else {
             throw SandboxError.failure("\(key): \(repoDir)/refs/\(rev) does not hold a commit id")
         }

@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `state_dir/models.manifest.json`: the SHA-256 of every regular file in the
 /// models share, with the stat fields that let `verify-models` trust a file
@@ -284,16 +285,18 @@ public enum Manifest {
     /// A state file opened after checking who could have written it.
     final class TrustedFile {
         let path: String
-        let handle: FileHandle
+        /// Owned: closed when the file is released.
+        let fd: Int32
         let stamp: FileStamp
-        init(path: String, handle: FileHandle, stamp: FileStamp) {
+        init(path: String, fd: Int32, stamp: FileStamp) {
             self.path = path
-            self.handle = handle
+            self.fd = fd
             self.stamp = stamp
         }
+        deinit { close(fd) }
         func read() throws -> Data {
             do {
-                return try handle.readToEnd() ?? Data()
+                return try readToEnd(fd)
             } catch {
                 throw SandboxError.failure("cannot read \(path): \(error)")
             }
@@ -312,16 +315,17 @@ public enum Manifest {
             }
             return .failure(SandboxError.failure("cannot open \(path): \(e)"))
         }
-        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
             return .failure(SandboxError.failure("\(path) is not a regular file"))
         }
         guard st.st_uid == 0 || st.st_uid == geteuid(), (st.st_mode & 0o022) == 0 else {
+            close(fd)
             return .failure(SandboxError(.problem, "\(path) is owned by uid \(st.st_uid) or writable by others (mode \(String(st.st_mode & 0o7777, radix: 8))); it cannot be trusted",
                                          hint: "check who changed it, then run `comfy-sandbox record-models` as root"))
         }
-        return .success(TrustedFile(path: path, handle: handle, stamp: FileStamp(st)))
+        return .success(TrustedFile(path: path, fd: fd, stamp: FileStamp(st)))
     }
 
     /// Checks `share` against `manifest`. Reads only files whose stat moved,

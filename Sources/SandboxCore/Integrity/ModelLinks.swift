@@ -1,6 +1,7 @@
 import CACL
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Links `models.links[]` from the Hugging Face cache into the models share.
 ///
@@ -29,7 +30,7 @@ public struct ModelLinksPlanner: Planner {
             let (resolved, fd) = try HFCache.open(link, key: key, cache: cache)
             var blob = stat()
             _ = fstat(fd.raw, &blob)
-            let name = link.rename ?? (link.file as NSString).lastPathComponent
+            let name = link.rename ?? Paths.lastComponent(link.file)
             let target = share.path + "/" + link.dir + "/" + name
             switch Self.targetState(share: share.path, dir: link.dir, name: name, blob: blob) {
             case .done:
@@ -102,7 +103,7 @@ public struct ModelLinksPlanner: Planner {
 
     static func nearestExisting(_ path: String) -> String {
         var p = path
-        while p != "/" && !FileManager.default.fileExists(atPath: p) { p = (p as NSString).deletingLastPathComponent }
+        while p != "/" && !FileManager.default.fileExists(atPath: p) { p = Paths.deletingLastComponent(p) }
         return p
     }
 

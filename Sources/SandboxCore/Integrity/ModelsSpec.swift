@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The `MODELS` string of the RunPod images: `RepoID:RemoteFilename:TargetDir[:LocalRename]`,
 /// entries separated by commas, semicolons, spaces or newlines, e.g.
@@ -12,8 +12,10 @@ import Foundation
 public enum ModelsSpec {
     /// Parses every entry of a MODELS string. Throws a config error naming every bad entry.
     public static func parse(_ spec: String) throws -> [Config.ModelLink] {
-        let separators = CharacterSet(charactersIn: ",;").union(.whitespacesAndNewlines)
-        let entries = spec.components(separatedBy: separators).filter { !$0.isEmpty }
+        // Split by scalar, as components(separatedBy: CharacterSet) did.
+        let entries = spec.unicodeScalars
+            .split(whereSeparator: { $0 == "," || $0 == ";" || $0.isFoundationWhitespace || $0.isFoundationNewline })
+            .map { String(String.UnicodeScalarView($0)) }
         var links: [Config.ModelLink] = []
         var problems: [String] = []
         for (i, entry) in entries.enumerated() {

@@ -1,5 +1,7 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 /// Lists a share without following anything: every directory is opened
 /// relative to its parent's fd with O_NOFOLLOW|O_DIRECTORY, every entry is
@@ -86,17 +88,17 @@ public final class ShareWalk: @unchecked Sendable {
         var unreadable: [(path: String, why: String)] = []
     }
 
-    final class PartBox: @unchecked Sendable {
-        private let lock = NSLock()
-        private(set) var values: [Part]
-        init(count: Int) { values = Array(repeating: Part(), count: count) }
-        func set(_ i: Int, _ p: Part) { lock.lock(); values[i] = p; lock.unlock() }
+    final class PartBox: Sendable {
+        private let parts: Mutex<[Part]>
+        init(count: Int) { parts = Mutex(Array(repeating: Part(), count: count)) }
+        var values: [Part] { parts.withLock { $0 } }
+        func set(_ i: Int, _ p: Part) { parts.withLock { $0[i] = p } }
     }
 
     /// Directories waiting to be listed; a worker that finds none waits
     /// while others are still listing (they may add more).
     final class Queue: @unchecked Sendable {
-        private let cond = NSCondition()
+        private let cond = Condition()
         private var pending: [(Int32, String)]
         private var busy = 0
         private(set) var allFDs: [Int32]

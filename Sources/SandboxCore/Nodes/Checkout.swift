@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One pinned checkout: a custom node or ComfyUI itself.
 public struct CheckoutSpec: Sendable {
@@ -115,7 +116,7 @@ public struct Checkout: Sendable {
 
     func readRevMarker(_ dir: String) -> String? {
         guard let d = FileManager.default.contents(atPath: dir + "/.git/" + Self.revMarker) else { return nil }
-        return String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(decoding: d, as: UTF8.self).trimmingWhitespaceAndNewlines()
     }
 
     func writeRevMarker(_ dir: String) throws {
@@ -308,7 +309,7 @@ public struct Checkout: Sendable {
 
     /// A fresh checkout, built aside and renamed into place complete.
     func install(record: CheckoutRecord?, pull: Bool) throws -> Outcome {
-        let parent = (spec.dir as NSString).deletingLastPathComponent
+        let parent = Paths.deletingLastComponent(spec.dir)
         try ensureRootDirectory(parent)
         let work: String
         if spec.installInPlace && exists(spec.dir) {
@@ -359,7 +360,7 @@ public struct Checkout: Sendable {
 
     /// Removes `.NAME.cs-new-*` left by an install that was killed.
     func removeLeftovers() {
-        let parent = (spec.dir as NSString).deletingLastPathComponent
+        let parent = Paths.deletingLastComponent(spec.dir)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return }
         for e in entries where e.hasPrefix(".\(spec.name).cs-new-") {
             _ = try? FileManager.default.removeItem(atPath: parent + "/" + e)

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// ComfyUI itself: a checkout like a node's (same hardened git, same
 /// crash-safe record-then-checkout, record at `state_dir/comfyui.json`),

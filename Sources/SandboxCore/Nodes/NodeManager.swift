@@ -1,4 +1,7 @@
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 /// update-nodes / rollback-nodes over every configured node (or the named
 /// ones): up to `parallelism` at once, each node on its own checkout and
@@ -108,35 +111,34 @@ public struct NodeManager: Sendable {
     }
 }
 
-final class Results: @unchecked Sendable {
-    private var items: [Outcome?]
-    private let lock = NSLock()
-    init(count: Int) { items = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ o: Outcome) { lock.lock(); items[i] = o; lock.unlock() }
-    var all: [Outcome] { lock.lock(); defer { lock.unlock() }; return items.compactMap { $0 } }
+final class Results: Sendable {
+    private let items: Mutex<[Outcome?]>
+    init(count: Int) { items = Mutex(Array(repeating: nil, count: count)) }
+    func set(_ i: Int, _ o: Outcome) { items.withLock { $0[i] = o } }
+    var all: [Outcome] { items.withLock { $0.compactMap { $0 } } }
 }
 
 /// Progress for long multi-node work: a rewritten status line on a
 /// terminal, one plain line per finished node otherwise.
-public final class NodeProgress: @unchecked Sendable {
-    let lock = NSLock()
+public final class NodeProgress: Sendable {
     let verb: String
     let tty: Bool
-    var total = 0
-    var finished = 0
+    let counts = Mutex((total: 0, finished: 0))
 
     public init(verb: String) {
         self.verb = verb
         tty = isatty(2) == 1
     }
 
-    func start(total: Int) { lock.lock(); self.total = total; lock.unlock() }
+    func start(total: Int) { counts.withLock { $0.total = total } }
 
     func done(_ o: Outcome) {
-        lock.lock(); defer { lock.unlock() }
-        finished += 1
-        if tty {
-            printError("\r\u{1B}[K[\(finished)/\(total)] \(o.line)")
+        // The line is written under the lock so two finishing nodes cannot interleave it.
+        counts.withLock { c in
+            c.finished += 1
+            if tty {
+                printError("\r\u{1B}[K[\(c.finished)/\(c.total)] \(o.line)")
+            }
         }
     }
 

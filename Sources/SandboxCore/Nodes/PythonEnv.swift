@@ -1,5 +1,6 @@
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// ComfyUI's Python environment: a venv beside the checkout
 /// (`config.venvPath`), made by root with `comfyui.python -m venv`, so the
@@ -58,7 +59,7 @@ public struct PythonEnv: Sendable {
             h.update(data: FileManager.default.contents(atPath: f) ?? Data())
             h.update(data: Data([0]))
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined().prefix(24).description
+        return Format.hex(h.finalize()).prefix(24).description
     }
 
     /// The venv's site-packages (lib/pythonX.Y/site-packages).
@@ -77,11 +78,11 @@ public struct PythonEnv: Sendable {
         if files.isEmpty { return true }
         guard let sp = sitePackages(), let pth = FileManager.default.contents(atPath: sp + "/" + Self.pthName) else { return false }
         let want = sealedRoot + "/" + fingerprint(files)
-        return String(decoding: pth, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == want && exists(want)
+        return String(decoding: pth, as: UTF8.self).trimmingWhitespaceAndNewlines() == want && exists(want)
     }
 
     public func createVenv() throws {
-        let parent = (venv as NSString).deletingLastPathComponent
+        let parent = Paths.deletingLastComponent(venv)
         try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         umask(0o022)
         try HostCommand(config.comfyui.python, ["-m", "venv", "--", venv]).check("creating the Python environment (comfyui.python)")
@@ -111,7 +112,7 @@ public struct PythonEnv: Sendable {
         let dest = sealedRoot + "/" + fp
 
         // 1. staging: root-owned top, sandbox-owned site/home/tmp.
-        let parent = (venv as NSString).deletingLastPathComponent
+        let parent = Paths.deletingLastComponent(venv)
         var template = Array("\(parent)/.cs-staging-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { throw SandboxError.failure("cannot create a staging directory in \(parent): \(Errno.current)") }
         let staging = String(cString: p)

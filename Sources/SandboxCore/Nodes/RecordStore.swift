@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Reads and writes checkout records (`state_dir/nodes/NAME.json`,
 /// `state_dir/comfyui.json`). Writes go through AtomicFile (root:root 0644
@@ -48,7 +49,7 @@ public enum RecordStore {
     }
 
     public static func write(_ record: CheckoutRecord, to path: String) throws {
-        try StateDirectory.ensure((path as NSString).deletingLastPathComponent)
+        try StateDirectory.ensure(Paths.deletingLastComponent(path))
         try AtomicFile.write(try record.encoded(), to: path, mode: 0o644, owner: (0, 0))
     }
 }

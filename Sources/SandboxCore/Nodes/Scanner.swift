@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import RegexBuilder
 
 /// A static scan of custom node code for what a reviewer should look at
 /// before trusting a node: dynamic code execution, unsafe deserialisation,
@@ -118,50 +120,192 @@ public enum NodeScanner {
 
     // MARK: rules
 
-    /// Immutable after construction (NSRegularExpression is thread-safe for matching).
+    /// Immutable after construction. Regex is not marked Sendable, but
+    /// matching only reads it (its one lazy step, compiling the program, is
+    /// an atomic initialization), as NSRegularExpression was thread-safe for matching.
     struct LineRule: @unchecked Sendable {
         var rule: String
         var severity: Severity
-        var pattern: NSRegularExpression
+        var pattern: Regex<Substring>
+        /// Every match holds one of these (ASCII) literals: a line with none
+        /// of them cannot match and skips the regex. Most lines hold none, and
+        /// on these rules Swift's Regex runs about ten times slower than ICU did.
+        var needs: [String]
         var reason: String
         /// Decides on the text of the call the match starts (nil: always a finding).
         var check: (@Sendable (String) -> (Severity, String)?)?
     }
 
-    static func re(_ s: String) -> NSRegularExpression { try! NSRegularExpression(pattern: s, options: []) }
+    // The rules were written for ICU (NSRegularExpression) and must keep
+    // matching exactly what they matched there. Swift's Regex, used here
+    // without Foundation, differs in four ways, each handled below:
+    //  - it matches by Character by default; ICU matched code points, so
+    //    every regex here uses .matchingSemantics(.unicodeScalar);
+    //  - its `\d` takes any numeric scalar (², ½): ICU's is \p{Nd}, written so;
+    //  - it has no lookbehind, for ICU's `(?<![\w.])`;
+    //  - its `\b` counts digits as non-word characters and does not skip
+    //    combining marks as ICU's does.
+    // The last two are `Edge` checks at the ends of an alternative,
+    // implemented with ICU's own definitions (RegexMatcher::isWordBoundary).
+
+    /// A regex in ICU's syntax, matched by scalar as ICU did. Compiled once:
+    /// every regex here is a static.
+    static func re(_ s: String) -> Regex<AnyRegexOutput> {
+        try! Regex(s).matchingSemantics(.unicodeScalar)
+    }
+
+    /// One alternative of a rule's pattern, with the ICU assertion it had at its start (and end).
+    enum Alternative {
+        /// No assertion.
+        case plain(String)
+        /// ICU's `\b` before it: it starts a word.
+        case word(String)
+        /// ICU's `\b` on both sides: a whole word.
+        case wholeWord(String)
+        /// ICU's `(?<![\w.])` before it: not preceded by a word character or a dot.
+        case notAfterWordOrDot(String)
+    }
+
+    /// The alternatives as one regex: `a|b|c` in ICU's order, so the
+    /// leftmost match wins and, at one position, the first alternative.
+    static func pattern(_ alternatives: Alternative...) -> Regex<Substring> {
+        let parts = alternatives.map { alt -> Regex<Substring> in
+            switch alt {
+            case .plain(let p): return Regex { Edge.none; re(p) }
+            case .word(let p): return Regex { Edge.wordStart; re(p) }
+            case .wholeWord(let p): return Regex { Edge.wordStart; re(p); Edge.wordEnd }
+            case .notAfterWordOrDot(let p): return Regex { Edge.notAfterWordOrDot; re(p) }
+            }
+        }
+        var choice = AlternationBuilder.buildPartialBlock(first: parts[0])
+        for part in parts.dropFirst() { choice = AlternationBuilder.buildPartialBlock(accumulated: choice, next: part) }
+        return choice.regex.matchingSemantics(.unicodeScalar)
+    }
+
+    /// A zero-width check of the scalars around the current position. It
+    /// sees the whole line, so it can look behind, which Regex cannot.
+    struct Edge: CustomConsumingRegexComponent {
+        typealias RegexOutput = Substring
+        let holds: @Sendable (String.UnicodeScalarView, String.Index, Range<String.Index>) -> Bool
+
+        func consuming(_ input: String, startingAt index: String.Index,
+                       in bounds: Range<String.Index>) throws -> (upperBound: String.Index, output: Substring)? {
+            holds(input.unicodeScalars, index, bounds) ? (index, input[index..<index]) : nil
+        }
+
+        static let none = Edge { _, _, _ in true }
+
+        /// ICU's `\b` where a word character follows: the nearest scalar
+        /// before that is not a combining mark or a format character
+        /// (Grapheme_Extend or Cf, which ICU skips) is not a word character.
+        static let wordStart = Edge { scalars, i, bounds in
+            var j = i
+            while j > bounds.lowerBound {
+                j = scalars.index(before: j)
+                if !isSkippedByBoundary(scalars[j]) { return !isWordCharacter(scalars[j]) }
+            }
+            return true
+        }
+
+        /// ICU's `\b` after a word character: the end, or a scalar that is
+        /// neither a word character nor a combining mark or format character.
+        static let wordEnd = Edge { scalars, i, bounds in
+            i == bounds.upperBound || (!isSkippedByBoundary(scalars[i]) && !isWordCharacter(scalars[i]))
+        }
+
+        /// ICU's `(?<![\w.])`: the one scalar before is neither a word character nor ".".
+        static let notAfterWordOrDot = Edge { scalars, i, bounds in
+            guard i > bounds.lowerBound else { return true }
+            let before = scalars[scalars.index(before: i)]
+            return before != "." && !isWordCharacter(before)
+        }
+    }
+
+    /// ICU's `\w`: [\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\u200c\u200d].
+    static func isWordCharacter(_ s: Unicode.Scalar) -> Bool {
+        // ASCII without the property tables (the common case, and they are slow).
+        if s.isASCII {
+            return ("a"..."z").contains(s) || ("A"..."Z").contains(s) || ("0"..."9").contains(s) || s == "_"
+        }
+        switch s.properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return s.properties.isAlphabetic || s.value == 0x200C || s.value == 0x200D
+        }
+    }
+
+    /// What ICU's `\b` steps over when it looks at the character before.
+    static func isSkippedByBoundary(_ s: Unicode.Scalar) -> Bool {
+        !s.isASCII && (s.properties.isGraphemeExtend || s.properties.generalCategory == .format)
+    }
+
+    /// Whether `line` holds `literal` (ASCII), compared byte by byte: the
+    /// regexes match by scalar, and a scalar match may start inside a
+    /// Character (after a prepended mark), where String.contains would not look.
+    static func holds(_ line: UnsafeBufferPointer<UInt8>, _ literal: [UInt8]) -> Bool {
+        guard let first = literal.first, literal.count <= line.count else { return literal.isEmpty }
+        var i = 0
+        while i <= line.count - literal.count {
+            if line[i] == first {
+                var j = 1
+                while j < literal.count && line[i + j] == literal[j] { j += 1 }
+                if j == literal.count { return true }
+            }
+            i += 1
+        }
+        return false
+    }
+
+    // The regexes the checks use; `nonisolated(unsafe)` for the reason LineRule is @unchecked Sendable.
+
+    /// The string literal that starts a call's first argument (`r"..."`, `'...'`).
+    nonisolated(unsafe) static let literalArgument = re(#"^[rRbBuU]?("([^"\\]|\\.)*"|'([^'\\]|\\.)*')"#)
+    nonisolated(unsafe) static let weightsOnlyTrue = re(#"weights_only\s*=\s*True"#)
+    nonisolated(unsafe) static let safeYAMLLoader = re(#"Loader\s*=\s*(yaml\.)?(C?SafeLoader|BaseLoader|CBaseLoader)"#)
+    nonisolated(unsafe) static let shellTrue = re(#"shell\s*=\s*True"#)
 
     static let rules: [LineRule] = [
-        LineRule(rule: "dynamic-code", severity: .high, pattern: re(#"(?<![\w.])(eval|exec|compile)\s*\("#),
+        LineRule(rule: "dynamic-code", severity: .high, pattern: pattern(.notAfterWordOrDot(#"(eval|exec|compile)\s*\("#)),
+                 needs: ["eval", "exec", "compile"],
                  reason: "", check: { call in
                      // A literal string argument is static code; anything else is built at run time.
-                     let arg = argumentText(call).trimmingCharacters(in: .whitespacesAndNewlines)
+                     let arg = argumentText(call).trimmingWhitespaceAndNewlines()
                      // compile(src, name, mode): only the first argument matters.
-                     let first = arg.range(of: #"^[rRbBuU]?("([^"\\]|\\.)*"|'([^'\\]|\\.)*')"#, options: .regularExpression)
-                     if let first {
-                         let rest = arg[first.upperBound...].trimmingCharacters(in: .whitespaces)
+                     if let first = arg.firstMatch(of: literalArgument) {
+                         let rest = arg[first.range.upperBound...].trimmingWhitespace()
                          if rest.isEmpty || rest.hasPrefix(",") { return nil }
                      }
                      return (.high, "runs code built at run time; what it runs cannot be reviewed here")
                  }),
-        LineRule(rule: "dynamic-import", severity: .medium, pattern: re(#"(?<![\w.])__import__\s*\(|importlib\.import_module\s*\("#),
+        LineRule(rule: "dynamic-import", severity: .medium,
+                 pattern: pattern(.notAfterWordOrDot(#"__import__\s*\("#), .plain(#"importlib\.import_module\s*\("#)),
+                 needs: ["__import__", "importlib.import_module"],
                  reason: "imports a module named at run time", check: nil),
         LineRule(rule: "pickle", severity: .high,
-                 pattern: re(#"\b(c?[Pp]ickle|dill|joblib|cloudpickle|_pickle)\.(loads?|Unpickler)\s*\(|\bnumpy\.load\s*\([^)]*allow_pickle\s*=\s*True|\bnp\.load\s*\([^)]*allow_pickle\s*=\s*True"#),
+                 pattern: pattern(.word(#"(c?[Pp]ickle|dill|joblib|cloudpickle|_pickle)\.(loads?|Unpickler)\s*\("#),
+                                  .word(#"numpy\.load\s*\([^)]*allow_pickle\s*=\s*True"#),
+                                  .word(#"np\.load\s*\([^)]*allow_pickle\s*=\s*True"#)),
+                 needs: [".load", ".Unpickler"],
                  reason: "unpickling runs whatever code the data names; a crafted model or cache file takes over the process", check: nil),
-        LineRule(rule: "torch-load", severity: .high, pattern: re(#"\btorch\.load\s*\("#), reason: "", check: { call in
-            if call.range(of: #"weights_only\s*=\s*True"#, options: .regularExpression) != nil { return nil }
+        LineRule(rule: "torch-load", severity: .high, pattern: pattern(.word(#"torch\.load\s*\("#)), needs: ["torch.load"],
+                 reason: "", check: { call in
+            if call.contains(weightsOnlyTrue) { return nil }
             return (.high, "torch.load without weights_only=True unpickles arbitrary code from the file")
         }),
-        LineRule(rule: "yaml-load", severity: .high, pattern: re(#"\byaml\.(load|load_all|unsafe_load|unsafe_load_all|full_load|full_load_all)\s*\("#), reason: "", check: { call in
+        LineRule(rule: "yaml-load", severity: .high,
+                 pattern: pattern(.word(#"yaml\.(load|load_all|unsafe_load|unsafe_load_all|full_load|full_load_all)\s*\("#)), needs: ["yaml."],
+                 reason: "", check: { call in
             if call.hasPrefix("yaml.unsafe_load") { return (.high, "yaml.unsafe_load builds arbitrary Python objects") }
             if call.hasPrefix("yaml.full_load") { return (.medium, "yaml.full_load builds Python objects beyond plain data; use yaml.safe_load") }
-            if call.range(of: #"Loader\s*=\s*(yaml\.)?(C?SafeLoader|BaseLoader|CBaseLoader)"#, options: .regularExpression) != nil { return nil }
+            if call.contains(safeYAMLLoader) { return nil }
             return (.high, "yaml.load without a safe loader can build arbitrary Python objects; use yaml.safe_load")
         }),
         LineRule(rule: "shell-out", severity: .medium,
-                 pattern: re(#"\bsubprocess\.(run|call|Popen|check_call|check_output|getoutput|getstatusoutput)\s*\(|\bos\.(system|popen|exec[lv]p?e?|spawn[lv]p?e?|posix_spawnp?)\s*\(|\bpty\.spawn\s*\(|\bcommands\.getoutput\s*\("#),
+                 pattern: pattern(.word(#"subprocess\.(run|call|Popen|check_call|check_output|getoutput|getstatusoutput)\s*\("#),
+                                  .word(#"os\.(system|popen|exec[lv]p?e?|spawn[lv]p?e?|posix_spawnp?)\s*\("#),
+                                  .word(#"pty\.spawn\s*\("#), .word(#"commands\.getoutput\s*\("#)),
+                 needs: ["subprocess.", "os.", "pty.spawn", "commands.getoutput"],
                  reason: "", check: { call in
-                     if call.range(of: #"shell\s*=\s*True"#, options: .regularExpression) != nil {
+                     if call.contains(shellTrue) {
                          return (.high, "runs a shell command line (shell=True): anything interpolated into it is executed")
                      }
                      if call.hasPrefix("os.system") || call.hasPrefix("os.popen") || call.hasPrefix("subprocess.getoutput") || call.hasPrefix("subprocess.getstatusoutput") {
@@ -169,10 +313,12 @@ public enum NodeScanner {
                      }
                      return (.medium, "starts another program")
                  }),
-        LineRule(rule: "shell-true", severity: .high, pattern: re(#"\bshell\s*=\s*True"#),
+        LineRule(rule: "shell-true", severity: .high, pattern: pattern(.word(#"shell\s*=\s*True"#)),
+                 needs: ["shell"],
                  reason: "shell=True runs the command through /bin/sh", check: nil),
         LineRule(rule: "raw-ip-url", severity: .high,
-                 pattern: re(#"[A-Za-z][A-Za-z0-9+.-]*://(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])"#),
+                 pattern: pattern(.plain(#"[A-Za-z][A-Za-z0-9+.-]*://(\p{Nd}{1,3}(\.\p{Nd}{1,3}){3}|\[[0-9A-Fa-f:.]+\])"#)),
+                 needs: ["://"],
                  reason: "", check: { m in
                      if m.contains("://127.") || m.contains("://[::1]") || m.contains("://0.0.0.0") {
                          return (.low, "a URL to a loopback address literal")
@@ -180,29 +326,43 @@ public enum NodeScanner {
                      return (.high, "a URL to a raw IP address: no domain to vet, a common sign of a command-and-control or exfiltration endpoint")
                  }),
         LineRule(rule: "raw-ip-connect", severity: .high,
-                 pattern: re(#"\(\s*['"](\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:]+)['"]\s*,\s*\d+\s*\)"#),
+                 pattern: pattern(.plain(#"\(\s*['"](\p{Nd}{1,3}(\.\p{Nd}{1,3}){3}|[0-9A-Fa-f]*:[0-9A-Fa-f:]+)['"]\s*,\s*\p{Nd}+\s*\)"#)),
+                 needs: [","],
                  reason: "", check: { m in
                      if m.contains("127.") || m.contains("'::1'") || m.contains("\"::1\"") || m.contains("0.0.0.0") { return nil }
                      return (.high, "a (raw IP, port) address: a direct socket connection to a literal address")
                  }),
         LineRule(rule: "write-outside", severity: .high,
-                 pattern: re(#"\bopen\s*\(\s*[rRbBuUfF]*['"](/|~|\.\./)[^'"]*['"]\s*,\s*[rRbBuUfF]*['"][^'"]*[wax+][^'"]*['"]|\.write_(text|bytes)\s*\("#),
+                 pattern: pattern(.word(#"open\s*\(\s*[rRbBuUfF]*['"](/|~|\.\./)[^'"]*['"]\s*,\s*[rRbBuUfF]*['"][^'"]*[wax+][^'"]*['"]"#),
+                                  .plain(#"\.write_(text|bytes)\s*\("#)),
+                 needs: ["open", ".write_"],
                  reason: "", check: { m in
                      if m.hasPrefix(".write_") { return nil }   // decided by the Path(...) rule below
                      return (.high, "opens a file outside the node's directory for writing")
                  }),
         LineRule(rule: "write-outside", severity: .high,
-                 pattern: re(#"\bPath\s*\(\s*['"](/|~|\.\./)[^'"]*['"]\s*\)[^\n]*\.(write_text|write_bytes|open\s*\(\s*['"][wax])"#),
+                 pattern: pattern(.word(#"Path\s*\(\s*['"](/|~|\.\./)[^'"]*['"]\s*\)[^\n]*\.(write_text|write_bytes|open\s*\(\s*['"][wax])"#)),
+                 needs: ["Path"],
                  reason: "writes a file outside the node's directory", check: nil),
-        LineRule(rule: "home-directory", severity: .medium, pattern: re(#"\bos\.path\.expanduser\s*\(|\bPath\.home\s*\(|['"]~/"#),
+        LineRule(rule: "home-directory", severity: .medium,
+                 pattern: pattern(.word(#"os\.path\.expanduser\s*\("#), .word(#"Path\.home\s*\("#), .plain(#"['"]~/"#)),
+                 needs: ["os.path.expanduser", "Path.home", "~/"],
                  reason: "reaches into a home directory (credentials, shell startup files, ssh keys live there)", check: nil),
         LineRule(rule: "site-packages", severity: .high,
-                 pattern: re(#"site-packages|dist-packages|\bsite\.getsitepackages\s*\(|\bsite\.getusersitepackages\s*\(|\bsysconfig\.get_paths\s*\(|get_python_lib\s*\("#),
+                 pattern: pattern(.plain("site-packages"), .plain("dist-packages"), .word(#"site\.getsitepackages\s*\("#),
+                                  .word(#"site\.getusersitepackages\s*\("#), .word(#"sysconfig\.get_paths\s*\("#),
+                                  .plain(#"get_python_lib\s*\("#)),
+                 needs: ["-packages", "site.get", "sysconfig.get_paths", "get_python_lib"],
                  reason: "refers to the Python installation's package directories: writing there changes what every later import runs", check: nil),
         LineRule(rule: "pip-at-runtime", severity: .medium,
-                 pattern: re(#"\bpip\s+install\b|\bpip\.main\s*\(|\bpip\._internal\b|['"]pip['"]\s*,\s*['"]install['"]"#),
+                 pattern: pattern(.wholeWord(#"pip\s+install"#), .word(#"pip\.main\s*\("#), .wholeWord(#"pip\._internal"#),
+                                  .plain(#"['"]pip['"]\s*,\s*['"]install['"]"#)),
+                 needs: ["pip"],
                  reason: "installs packages at run time, outside any review or pin", check: nil),
     ]
+
+    /// Each rule's `needs`, as bytes.
+    static let ruleLiterals = rules.map { $0.needs.map { Array($0.utf8) } }
 
     /// Text of the argument list of the call starting at `call` (up to its closing parenthesis).
     static func argumentText(_ call: String) -> String {
@@ -218,7 +378,8 @@ public enum NodeScanner {
         return String(call[call.index(after: open)...])
     }
 
-    static let blobPattern = re(#"['"]([A-Za-z0-9+/=_-]{80,}|(?:[0-9a-fA-F]{2}){40,}|(?:\\x[0-9a-fA-F]{2}){30,})['"]"#)
+    nonisolated(unsafe) static let blobPattern = try! Regex(#"['"]([A-Za-z0-9+/=_-]{80,}|(?:[0-9a-fA-F]{2}){40,}|(?:\\x[0-9a-fA-F]{2}){30,})['"]"#,
+                                        as: (Substring, Substring).self).matchingSemantics(.unicodeScalar)
 
     static let codeWords = ["import ", "exec(", "eval(", "subprocess", "os.system", "socket", "__import__", "def ", "lambda",
                             "urllib", "requests.", "base64", "marshal", "compile(", "open(", "popen", "/bin/sh", "powershell"]
@@ -227,21 +388,29 @@ public enum NodeScanner {
         var out: [Finding] = []
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         for (i, line) in lines.enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let trimmed = line.trimmingWhitespace()
             if trimmed.hasPrefix("#") { continue }
-            let ns = line as NSString
-            // The call may continue on the next lines: look at up to 8 of them.
-            let window = lines[i..<min(lines.count, i + 8)].joined(separator: "\n")
-            let wns = window as NSString
+            // The call may continue on the next lines: a check sees up to 8 of
+            // them from where the match starts. Joined only when a check needs it.
+            var following: String?
             var seen = Set<String>()
-            for rule in rules {
-                for m in rule.pattern.matches(in: line, range: NSRange(location: 0, length: ns.length)) {
-                    let fromMatch = wns.substring(from: m.range.location)
-                    let matched = ns.substring(with: m.range)
+            let candidates = line.utf8.withContiguousStorageIfAvailable { bytes in
+                ruleLiterals.map { literals in literals.contains { holds(bytes, $0) } }
+            } ?? Array(repeating: true, count: rules.count)
+            for (rule, candidate) in zip(rules, candidates) where candidate {
+                for m in line.matches(of: rule.pattern) {
                     var severity = rule.severity
                     var reason = rule.reason
                     if let check = rule.check {
-                        let subject = rule.rule.hasPrefix("raw-ip") || rule.rule == "write-outside" ? matched : fromMatch
+                        let subject: String
+                        if rule.rule.hasPrefix("raw-ip") || rule.rule == "write-outside" {
+                            subject = String(m.output)
+                        } else {
+                            if following == nil {
+                                following = lines[(i + 1)..<min(lines.count, i + 8)].map { "\n" + $0 }.joined()
+                            }
+                            subject = String(line[m.range.lowerBound...]) + following!
+                        }
                         guard let (s, r) = check(subject) else { continue }
                         severity = s
                         reason = r
@@ -253,8 +422,9 @@ public enum NodeScanner {
                     }
                 }
             }
-            for m in blobPattern.matches(in: line, range: NSRange(location: 0, length: ns.length)) {
-                let blob = ns.substring(with: m.range(at: 1))
+            // A blob match is at least 82 scalars, so at least 82 bytes.
+            for m in line.utf8.count < 82 ? [] : line.matches(of: blobPattern) {
+                let blob = String(m.output.1)
                 switch decodeBlob(blob) {
                 case .compressed:
                     out.append(Finding(node: node, file: file, line: i + 1, rule: "encoded-code", severity: .high,
@@ -288,11 +458,11 @@ public enum NodeScanner {
     static func decodeBlob(_ s: String) -> Decoded? {
         var candidates: [Data] = []
         if s.hasPrefix("\\x") {
-            let hex = s.replacingOccurrences(of: "\\x", with: "")
+            let hex = s.replacing("\\x", with: "")
             if let d = hexData(hex) { candidates.append(d) }
         } else {
             if s.count % 2 == 0, s.allSatisfy({ $0.isHexDigit }), let d = hexData(s) { candidates.append(d) }
-            var b = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            var b = s.replacing("-", with: "+").replacing("_", with: "/")
             while b.count % 4 != 0 { b += "=" }
             if let d = Data(base64Encoded: b) { candidates.append(d) }
         }

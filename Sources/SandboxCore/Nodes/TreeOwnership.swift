@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Sets owner and mode across a tree the sandbox may have written (a
 /// staging directory, a writable node), by file descriptor: each directory

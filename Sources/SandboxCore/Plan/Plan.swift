@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The areas of provisioning, in the order they are applied.
 public enum Area: String, CaseIterable, Sendable, Comparable {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Runs the planners of `Planners.all()` in area order. `plan` computes every
 /// area against the system as it is (dry run) and changes nothing;
@@ -52,7 +52,7 @@ public struct Provisioner: Sendable {
 
     /// Parses `--only accounts,tree`. Throws a usage-style message on an unknown area.
     public static func parseAreas(_ list: [String]) throws -> Set<Area>? {
-        let names = list.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty }
+        let names = list.flatMap { $0.split(separator: ",").map { $0.trimmingWhitespace() } }.filter { !$0.isEmpty }
         if names.isEmpty { return nil }
         var out = Set<Area>()
         for n in names {
@@ -67,7 +67,7 @@ public struct Provisioner: Sendable {
     /// Appends the links of a MODELS spec (`--models` or `$MODELS`) to the
     /// config and validates the result again (exit 65 on any problem).
     public static func addModels(_ specs: [String], to config: inout Config) throws {
-        for spec in specs where !spec.trimmingCharacters(in: .whitespaces).isEmpty {
+        for spec in specs where !spec.trimmingWhitespace().isEmpty {
             config.models.links += try ModelsSpec.parse(spec)
         }
         let problems = ConfigValidator.problems(in: config)

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Writes a file so that a reader (or a crash) sees either the old content or
 /// the new, never a mix: temp file in the same directory, fsync, rename over,
@@ -12,8 +13,8 @@ import Foundation
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o644, owner: (uid_t, gid_t)? = (0, 0),
                              durable: Bool = true) throws {
-        let dir = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        let dir = Paths.deletingLastComponent(path)
+        let name = Paths.lastComponent(path)
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
         guard dfd >= 0 else { throw SandboxError.failure("cannot open directory \(dir): \(Errno.current)") }
         defer { close(dfd) }
@@ -34,7 +35,7 @@ public enum AtomicFile {
             try data.withUnsafeBytes { raw in
                 var off = 0
                 while off < raw.count {
-                    let n = Foundation.write(fd, raw.baseAddress! + off, raw.count - off)
+                    let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
                     if n < 0 {
                         if errno == EINTR { continue }
                         throw SandboxError.failure("cannot write \(displayPath): \(Errno.current)")

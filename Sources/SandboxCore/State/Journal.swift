@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `state_dir/journal.log`: one line per change provisioning applied, with
 /// its time, appended and never rewritten. Root-owned 0644; opened with
@@ -20,7 +21,7 @@ public struct Journal: Sendable {
             _ = fchmod(fd, 0o644)
         }
         // One write(2) per line: O_APPEND makes it atomic with respect to other appenders.
-        let text = "\(Timestamp.now()) \(command) \(line.replacingOccurrences(of: "\n", with: "\\n"))\n"
+        let text = "\(Timestamp.now()) \(command) \(line.replacingScalar("\n", with: "\\n"))\n"
         let ok = text.withCString { p -> Bool in
             let n = strlen(p)
             while true {

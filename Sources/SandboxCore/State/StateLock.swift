@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The state lock (`state_dir/lock`), held with flock(2) by every command that
 /// changes state. A second one waits (up to `timeout`) or fails with a message
@@ -43,7 +44,7 @@ public final class StateLock: @unchecked Sendable {
                 close(fd)
                 throw SandboxError.failure("cannot lock \(path): \(Errno(e))")
             }
-            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingWhitespaceAndNewlines() ?? ""
             if let timeout, Date().timeIntervalSince(start) >= timeout {
                 close(fd)
                 throw SandboxError.failure("another comfy-sandbox command holds the state lock \(path)" + (holder.isEmpty ? "" : " (\(holder))"),
@@ -66,8 +67,7 @@ public final class StateLock: @unchecked Sendable {
 /// `state_dir` and its subdirectories: root-owned, 0755, never writable by the sandbox.
 public enum StateDirectory {
     public static func ensure(_ dir: String) throws {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+        if FileManager.default.fileExists(atPath: dir) {
             var st = stat()
             guard lstat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
                 throw SandboxError.failure("state_dir \(dir) exists but is not a directory", hint: "move it away or choose another state_dir")
@@ -84,7 +84,7 @@ public enum StateDirectory {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
         } catch {
-            throw SandboxError.failure("cannot create state_dir \(dir): \(error.localizedDescription)", hint: "run as root")
+            throw SandboxError.failure("cannot create state_dir \(dir): \(fileErrorText(error))", hint: "run as root")
         }
         _ = chmod(dir, 0o755)
     }

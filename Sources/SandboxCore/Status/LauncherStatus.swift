@@ -1,5 +1,5 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
 
 /// `status`, launcher section: what the launcher enforces with this config
 /// on this kernel right now, and whether ComfyUI runs.

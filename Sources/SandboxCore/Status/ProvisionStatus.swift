@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The `provision` section of `status`: do the accounts exist as configured,
 /// is each share's owner, group, setgid mode and default ACL right, and how

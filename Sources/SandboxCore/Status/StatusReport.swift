@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// One line of `status`: a section, a key, its value and whether it is as it should be.
 public struct StatusItem: Codable, Sendable, Equatable {

@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Runs a helper program as root (useradd, git, pip...) with an explicit
 /// environment, capturing its output. Nothing is inherited implicitly: the
@@ -68,7 +69,7 @@ public struct HostCommand: Sendable {
             // Write stdin on a thread so a child that does not read it cannot deadlock us.
             let fd = inPipe[1]
             let data = input
-            Thread.detachNewThread {
+            detachThread {
                 data.withUnsafeBytes { raw in
                     var off = 0
                     while off < raw.count {
@@ -116,7 +117,7 @@ public struct HostCommand: Sendable {
     public func check(_ what: String, confinement: Confinement? = nil) throws -> Result {
         let r = try run(confinement: confinement)
         guard r.succeeded else {
-            let detail = r.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
+            let detail = r.stderrText.trimmingWhitespaceAndNewlines()
             throw SandboxError.failure("\(what) failed: \(([path] + arguments).joined(separator: " ")) exited \(r.status)"
                                        + (detail.isEmpty ? "" : ": \(detail)"))
         }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The process exit codes fixed by the contract.
 public enum ExitStatus: Int32, Sendable {
@@ -62,7 +63,17 @@ public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
     public var description: String { String(cString: strerror(rawValue)) }
 }
 
+/// The cause of a failed FileManager call in strerror's words ("Not a
+/// directory") when it wraps an errno, else the error as Swift prints it.
+/// FoundationEssentials has no `localizedDescription`, and Foundation's
+/// ("The operation could not be completed. (NSCocoaErrorDomain error 512.)")
+/// left the cause out.
+public func fileErrorText(_ error: any Error) -> String {
+    if let posix = (error as? CocoaError)?.underlying as? POSIXError { return "\(Errno(posix.code.rawValue))" }
+    return String(describing: error)
+}
+
 /// Standard error, unbuffered.
 public func printError(_ text: String) {
-    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    writeAll(2, Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
 }

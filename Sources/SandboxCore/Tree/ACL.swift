@@ -1,5 +1,6 @@
 import CACL
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// POSIX ACLs through libacl, always on an open descriptor. The default ACL
 /// has no fd call in libacl, so it goes through "/proc/self/fd/N", which the

@@ -1,5 +1,8 @@
 import CSandbox
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
+import Synchronization
 
 /// `fix-permissions`: re-applies group, modes, setgid and the default ACL
 /// across one share. It runs as root over a tree the sandbox user can write,
@@ -143,19 +146,18 @@ public struct PermissionFixer: Sendable {
     /// Threads for the walk: the CPUs, at most 4 (beyond that the disk, not the CPU, limits).
     public var workerCount = min(4, ProcessInfo.processInfo.activeProcessorCount)
 
-    final class WorkQueue: @unchecked Sendable {
-        private var items: [([CChar], ino_t)]
-        private let lock = NSLock()
-        init(_ items: [([CChar], ino_t)]) { self.items = items }
-        func next() -> ([CChar], ino_t)? { lock.withLock { items.popLast() } }
+    final class WorkQueue: Sendable {
+        private let items: Mutex<[([CChar], ino_t)]>
+        init(_ items: [([CChar], ino_t)]) { self.items = Mutex(items) }
+        func next() -> ([CChar], ino_t)? { items.withLock { $0.popLast() } }
     }
 
-    final class Results: @unchecked Sendable {
-        private(set) var total: Report
-        private let lock = NSLock()
-        init(_ r: Report) { total = r }
+    final class Results: Sendable {
+        private let sum: Mutex<Report>
+        init(_ r: Report) { sum = Mutex(r) }
+        var total: Report { sum.withLock { $0 } }
         func add(_ r: Report) {
-            lock.withLock {
+            sum.withLock { total in
                 total.checked += r.checked
                 total.changed += r.changed
                 total.groupChanged += r.groupChanged
@@ -407,7 +409,7 @@ public struct PermissionFixer: Sendable {
             if b == UInt8(ascii: "\\") { out += "\\\\"; i += 1; continue }
             if b == 10 { out += "\\n"; i += 1; continue }
             if b == 9 { out += "\\t"; i += 1; continue }
-            if b < 0x20 || b == 0x7f { out += String(format: "\\x%02x", b); i += 1; continue }
+            if b < 0x20 || b == 0x7f { out += "\\x" + Format.hex(b); i += 1; continue }
             if b < 0x80 { out.unicodeScalars.append(Unicode.Scalar(b)); i += 1; continue }
             // A multi-byte sequence: keep it when it decodes, else escape one byte.
             let len = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1
@@ -415,7 +417,7 @@ public struct PermissionFixer: Sendable {
                 out += s
                 i += len
             } else {
-                out += String(format: "\\x%02x", b)
+                out += "\\x" + Format.hex(b)
                 i += 1
             }
         }

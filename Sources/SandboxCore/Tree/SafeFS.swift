@@ -1,5 +1,6 @@
 import CSandbox
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// File-system operations for paths that lie under directories someone other
 /// than root can write (the primary user's home, the shares). Every path is
@@ -136,8 +137,7 @@ public enum SafeFS {
 
     /// The parent directory of `path` and the last name.
     public static func split(_ path: String) -> (String, String) {
-        let ns = path as NSString
-        return (ns.deletingLastPathComponent, ns.lastPathComponent)
+        (Paths.deletingLastComponent(path), Paths.lastComponent(path))
     }
 
     public static func fstat(_ fd: Int32) -> stat? {
@@ -168,5 +168,5 @@ public enum SafeFS {
         return String(cString: gr.gr_name)
     }
 
-    public static func octal(_ mode: mode_t) -> String { String(format: "%04o", mode & 0o7777) }
+    public static func octal(_ mode: mode_t) -> String { Format.octal(mode & 0o7777, width: 4) }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The `tree` area: each share directory with its owner, group, setgid mode
 /// and default ACL; a traverse-only ACL on the primary user's home (and the

@@ -1,0 +1,40 @@
+import FoundationEssentials
+import Glibc
+
+// Whole-buffer reads and writes on raw descriptors, in place of Foundation's
+// FileHandle (not in FoundationEssentials).
+
+/// Writes all of `bytes` to `fd`: short writes continue, EINTR retries, any
+/// other error stops (returns false).
+@discardableResult
+public func writeAll(_ fd: Int32, _ bytes: Data) -> Bool {
+    bytes.withUnsafeBytes { raw in
+        guard var p = raw.baseAddress else { return true }
+        var left = raw.count
+        while left > 0 {
+            let n = write(fd, p, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            p += n
+            left -= n
+        }
+        return true
+    }
+}
+
+/// Reads `fd` to end of file; EINTR retries, another error throws its errno.
+public func readToEnd(_ fd: Int32) throws(Errno) -> Data {
+    var out = Data()
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw Errno.current
+        }
+        if n == 0 { return out }
+        out.append(contentsOf: chunk[0..<n])
+    }
+}

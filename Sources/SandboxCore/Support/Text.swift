@@ -1,0 +1,103 @@
+import Glibc
+
+// String work that Foundation's NSString API did and FoundationEssentials
+// does not: trimming, scalar-level replacement and printf-style formatting.
+// Each keeps the exact output the Foundation call had; tests compare them
+// with Foundation.
+
+extension Unicode.Scalar {
+    /// A member of Foundation's `CharacterSet.whitespaces`: CoreFoundation's
+    /// fixed list, which is general category Zs and the tab plus U+200B
+    /// (ZERO WIDTH SPACE, a Zs in Unicode 3).
+    public var isFoundationWhitespace: Bool {
+        switch value {
+        case 0x09, 0x20, 0xA0, 0x1680, 0x2000...0x200B, 0x202F, 0x205F, 0x3000: return true
+        default: return false
+        }
+    }
+
+    /// A member of Foundation's `CharacterSet.newlines`: U+000A to U+000D,
+    /// NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR.
+    public var isFoundationNewline: Bool {
+        (0x0A...0x0D).contains(value) || value == 0x85 || value == 0x2028 || value == 0x2029
+    }
+}
+
+extension StringProtocol {
+    /// `trimmingCharacters(in: .whitespaces)`.
+    public func trimmingWhitespace() -> String {
+        trimmingScalars { $0.isFoundationWhitespace }
+    }
+
+    /// `trimmingCharacters(in: .whitespacesAndNewlines)`.
+    public func trimmingWhitespaceAndNewlines() -> String {
+        trimmingScalars { $0.isFoundationWhitespace || $0.isFoundationNewline }
+    }
+
+    /// Drops matching scalars from both ends. Foundation trims by scalar, not
+    /// by Character: " \u{301}x" keeps its combining mark, "\r\n" goes whole.
+    func trimmingScalars(where drop: (Unicode.Scalar) -> Bool) -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !drop($0) }),
+              let last = scalars.lastIndex(where: { !drop($0) }) else { return "" }
+        return String(String.UnicodeScalarView(scalars[first...last]))
+    }
+
+    /// `replacingOccurrences(of: String(target), with:)` for a single-scalar
+    /// target. It matches by scalar as Foundation did, so "\n" inside a "\r\n"
+    /// is replaced too; the stdlib's `replacing(_:with:)` compares Characters,
+    /// and "\r\n" is one Character.
+    public func replacingScalar(_ target: Unicode.Scalar, with replacement: String) -> String {
+        var out = String.UnicodeScalarView()
+        for s in unicodeScalars {
+            if s == target { out.append(contentsOf: replacement.unicodeScalars) } else { out.append(s) }
+        }
+        return String(out)
+    }
+}
+
+/// printf-style formatting that `String(format:)` did, one function per
+/// conversion this tool uses, with byte-identical output.
+public enum Format {
+    /// `%.Nf`. Rounding a binary double to N decimals the way printf does
+    /// (correctly rounded from the exact value, ties to even) is libc's job:
+    /// String(format:) handed %f to snprintf too, so this calls vsnprintf.
+    public static func fixed(_ value: Double, _ digits: Int) -> String {
+        func render(_ buf: inout [CChar]) -> Int {
+            withVaList([Int32(digits), value]) { Int(vsnprintf(&buf, buf.count, "%.*f", $0)) }
+        }
+        var buf = [CChar](repeating: 0, count: 64)
+        let needed = render(&buf)
+        if needed >= buf.count {
+            buf = [CChar](repeating: 0, count: needed + 1)
+            _ = render(&buf)
+        }
+        return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// `%0Nd`: zero-padded to `width` characters, the sign counted in it (printf: -5 -> "-5", "%03d" -> "-05").
+    public static func zeroPadded(_ n: Int, _ width: Int) -> String {
+        let digits = String(n.magnitude)
+        let pad = String(repeating: "0", count: max(0, width - digits.count - (n < 0 ? 1 : 0)))
+        return (n < 0 ? "-" : "") + pad + digits
+    }
+
+    /// `%0No` of a non-negative number.
+    public static func octal<T: BinaryInteger>(_ n: T, width: Int) -> String {
+        let digits = String(n, radix: 8)
+        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    }
+
+    /// `%02x` of one byte.
+    public static func hex(_ byte: UInt8) -> String {
+        let digits = "0123456789abcdef".utf8
+        let hi = digits[digits.index(digits.startIndex, offsetBy: Int(byte >> 4))]
+        let lo = digits[digits.index(digits.startIndex, offsetBy: Int(byte & 0xf))]
+        return String(decoding: [hi, lo], as: UTF8.self)
+    }
+
+    /// Lower-case hex of every byte, as `map { String(format: "%02x", $0) }.joined()`.
+    public static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+        bytes.map(hex).joined()
+    }
+}
