@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Reads of our own environment. `ProcessInfo.processInfo.environment` copies
 /// every variable into a new dictionary on each call; `run`'s start-up read
