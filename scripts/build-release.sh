@@ -39,7 +39,7 @@ export PKG_CONFIG_PATH="$pc_dir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 stdcxx="$(g++ -print-file-name=libstdc++.a 2>/dev/null || gcc -print-file-name=libstdc++.a)"
 [ -f "$stdcxx" ] && ln -sf "$stdcxx" "$static_dir/libstdc++.a"
 # lld with packed relative relocations (DT_RELR, glibc >= 2.36): the ~49,000
-# R_X86_64_RELATIVE entries of a PIE this size shrink from 2 MB of RELA the
+# R_X86_64_RELATIVE entries of a PIE this size shrink from 1.2 MB of RELA the
 # loader reads at every start to 16 KB of bitmaps. Every `run` pays that start.
 "$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib -Xlinker -L"$static_dir" \
   -Xswiftc -Xclang-linker -Xswiftc -static-libgcc \
