@@ -41,9 +41,14 @@ stdcxx="$(g++ -print-file-name=libstdc++.a 2>/dev/null || gcc -print-file-name=l
 # lld with packed relative relocations (DT_RELR, glibc >= 2.36): the ~49,000
 # R_X86_64_RELATIVE entries of a PIE this size shrink from 1.2 MB of RELA the
 # loader reads at every start to 16 KB of bitmaps. Every `run` pays that start.
+# Concrete generic types (KeyedDecodingContainer<Config.CodingKeys>...) through
+# metadata accessors rather than by mangled name: the runtime otherwise
+# demangles each one on first use and proves its conformances by scanning every
+# conformance record in the binary, a third of decoding the config on `run`.
 "$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib -Xlinker -L"$static_dir" \
   -Xswiftc -Xclang-linker -Xswiftc -static-libgcc \
-  -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs
+  -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs \
+  -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors
 install -m 0755 "$SCRATCH/release/comfy-sandbox" dist/comfy-sandbox
 echo "dist/comfy-sandbox ($(du -h dist/comfy-sandbox | cut -f1)); shared libraries it needs:"
 ldd dist/comfy-sandbox | sed 's/^/  /'
