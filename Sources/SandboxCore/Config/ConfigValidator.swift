@@ -69,7 +69,7 @@ public enum ConfigValidator {
         checkRev(c.comfyui.rev, "comfyui.rev", &out)
         for (i, a) in c.comfyui.pipArgs.enumerated() {
             let flag = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
-            if a.contains("\0") {
+            if a.utf8.contains(0) {
                 bad("comfyui.pip_args[\(i)]", "contains a NUL byte")
             } else if ["--target", "-t", "--prefix", "--root", "--user", "--src", "--editable", "-e", "--python", "--system", "--break-system-packages"].contains(flag) {
                 bad("comfyui.pip_args[\(i)]", "\"\(a)\" would change where packages are installed; comfy-sandbox installs into its own sealed staging directory")
@@ -140,7 +140,7 @@ public enum ConfigValidator {
         }
         if l.limits.nofile < 64 { bad("launcher.limits.nofile", "\(l.limits.nofile) is too low for ComfyUI (at least 64)") }
         if l.limits.nproc < 16 { bad("launcher.limits.nproc", "\(l.limits.nproc) is too low for ComfyUI (at least 16)") }
-        for (i, a) in l.extraArgs.enumerated() where a.contains("\0") {
+        for (i, a) in l.extraArgs.enumerated() where a.utf8.contains(0) {
             bad("launcher.extra_args[\(i)]", "contains a NUL byte")
         }
 
@@ -200,7 +200,7 @@ public enum ConfigValidator {
         guard p.hasPrefix("/") else { return false }
         if p == "/" { return true }
         let parts = p.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
-        return !parts.contains { $0.isEmpty || $0 == "." || $0 == ".." } && !p.contains("\0")
+        return !parts.contains { $0.isEmpty || $0 == "." || $0 == ".." } && !p.utf8.contains(0)
     }
 
     static func checkAbsolute(_ p: String, _ key: String, _ out: inout [String]) {
@@ -210,7 +210,7 @@ public enum ConfigValidator {
     }
 
     static func isSafeRelative(_ p: String) -> Bool {
-        guard !p.isEmpty, !p.hasPrefix("/"), !p.contains("\0") else { return false }
+        guard !p.isEmpty, !p.hasPrefix("/"), !p.utf8.contains(0) else { return false }
         return !p.split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." }
     }
 

@@ -368,11 +368,17 @@ public struct GPUSelection: Sendable {
 
     /// Indexes of /dev/nvidiaN present now.
     public static func present() -> [Int] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/dev")) ?? []
-        return names.compactMap { name -> Int? in
-            guard name.hasPrefix("nvidia"), let n = Int(name.dropFirst("nvidia".count)) else { return nil }
-            return n
-        }.sorted()
+        // readdir, not FileManager: this runs on every start of `run`.
+        guard let dir = opendir("/dev") else { return [] }
+        defer { closedir(dir) }
+        var found: [Int] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.hasPrefix("nvidia"), let n = Int(name.dropFirst("nvidia".count)) { found.append(n) }
+        }
+        return found.sorted()
     }
 
     /// Picks the GPUs for `setting`. With `prepareNodes`, runs nvidia-modprobe

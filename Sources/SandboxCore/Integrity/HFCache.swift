@@ -116,7 +116,7 @@ public enum HFCache {
     }
 
     static func isPlainName(_ s: String) -> Bool {
-        !s.isEmpty && !s.contains("/") && s != "." && s != ".." && !s.contains("\0")
+        !s.isEmpty && !s.contains("/") && s != "." && s != ".." && !s.utf8.contains(0)
     }
 
     static func readSmallFile(_ dirFD: Int32, _ rel: String) -> String? {
