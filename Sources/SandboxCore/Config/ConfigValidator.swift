@@ -197,10 +197,30 @@ public enum ConfigValidator {
 
     /// A normalised absolute path: starts with /, no empty, . or .. parts, no trailing /.
     public static func isNormalizedAbsolute(_ p: String) -> Bool {
-        guard p.hasPrefix("/") else { return false }
-        if p == "/" { return true }
-        let parts = p.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
-        return !parts.contains { $0.isEmpty || $0 == "." || $0 == ".." } && !p.utf8.contains(0)
+        let u = Array(p.utf8)
+        guard u.first == UInt8(ascii: "/") else { return false }
+        return u.count == 1 || componentsAreNormal(u[1...])
+    }
+
+    /// Every "/"-separated component of `path` is non-empty and neither "."
+    /// nor "..", and no byte is NUL. On bytes rather than through
+    /// split/Substring ==, whose first use costs more than all the rest of
+    /// the validation on `run`'s start-up path.
+    static func componentsAreNormal(_ path: ArraySlice<UInt8>) -> Bool {
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        var start = path.startIndex
+        for i in path.startIndex...path.endIndex {
+            if i < path.endIndex && path[i] == 0 { return false }
+            guard i == path.endIndex || path[i] == slash else { continue }
+            switch i - start {
+            case 0: return false
+            case 1 where path[start] == dot: return false
+            case 2 where path[start] == dot && path[start + 1] == dot: return false
+            default: break
+            }
+            start = i + 1
+        }
+        return true
     }
 
     static func checkAbsolute(_ p: String, _ key: String, _ out: inout [String]) {
@@ -210,8 +230,9 @@ public enum ConfigValidator {
     }
 
     static func isSafeRelative(_ p: String) -> Bool {
-        guard !p.isEmpty, !p.hasPrefix("/"), !p.utf8.contains(0) else { return false }
-        return !p.split(separator: "/", omittingEmptySubsequences: false).contains { $0.isEmpty || $0 == "." || $0 == ".." }
+        let u = Array(p.utf8)
+        guard let first = u.first, first != UInt8(ascii: "/") else { return false }
+        return componentsAreNormal(u[...])
     }
 
     /// Is `path` strictly inside one of `dirs`?
