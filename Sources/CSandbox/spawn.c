@@ -9,9 +9,9 @@
 //
 // The child is created vfork-style (CLONE_VM | CLONE_VFORK), as posix_spawn
 // does: it runs in our address space, on a stack of its own, while the
-// calling thread waits for its execve or _exit. A fork(2) of this ~90 MB,
+// calling thread waits for its execve or _exit. A fork(2) of this 45 MB,
 // multithreaded process copies its page tables and leaves every page it
-// writes afterwards to a copy-on-write fault, a millisecond or more per
+// writes afterwards to a copy-on-write fault, about a millisecond per
 // spawn, paid by `run` and by every git process update-nodes starts. Sharing
 // memory is safe only because the child writes none of it: no malloc, no
 // stdio, no locks, nothing but its own stack and the kernel's per-task state
