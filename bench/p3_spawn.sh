@@ -21,18 +21,27 @@ if command -v firejail >/dev/null && firejail --quiet --noprofile --caps.drop=al
 fi
 args=()
 for i in "${!cmds[@]}"; do args+=(-n "${names[$i]}" "${cmds[$i]}"); done
-in_world hyperfine -N --warmup 5 --runs "${P3_RUNS:-60}" --style none --export-json "$OUT" "${args[@]}" >/dev/null 2>&1 \
-  || in_world hyperfine -N --warmup 5 --runs "${P3_RUNS:-60}" --export-json "$OUT" "${args[@]}"
-python3 - "$OUT" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-ms = {k: v["mean"] * 1000 for k, v in r.items()}
-sd = {k: v["stddev"] * 1000 for k, v in r.items()}
-for k in ms:
-    print(f"P3 {k:14s} mean {ms[k]:7.2f} ms  ± {sd[k]:5.2f}")
+# Rounds: hyperfine measures one command after another, and on a shared VM
+# the host's load drifts within a run by more than the differences measured
+# here. Each round measures every command; the figures are the medians of the
+# rounds' means, and every round's own ratio to bwrap is printed too.
+ROUNDS="${P3_ROUNDS:-3}"
+for r in $(seq "$ROUNDS"); do
+  in_world hyperfine -N --warmup 5 --runs "${P3_RUNS:-60}" --style none --export-json "$OUT.$r" "${args[@]}" >/dev/null 2>&1 \
+    || in_world hyperfine -N --warmup 5 --runs "${P3_RUNS:-60}" --export-json "$OUT.$r" "${args[@]}"
+done
+python3 - "$OUT" "$ROUNDS" <<'PY'
+import json, statistics, sys
+rounds = [{x["command"]: x for x in json.load(open(f"{sys.argv[1]}.{r}"))["results"]} for r in range(1, int(sys.argv[2]) + 1)]
+names = list(rounds[0])
+ms = {k: statistics.median(r[k]["mean"] * 1000 for r in rounds) for k in names}
+sd = {k: statistics.median(r[k]["stddev"] * 1000 for r in rounds) for k in names}
+for k in names:
+    print(f"P3 {k:14s} mean {ms[k]:7.2f} ms  ± {sd[k]:5.2f}   (median of {len(rounds)} rounds)")
 cs = ms["comfy-sandbox"]
 for anchor in ("bwrap", "setpriv", "firejail", "bare"):
     if anchor in ms:
         print(f"P3 comfy-sandbox / {anchor:8s} = {cs / ms[anchor]:5.2f}x")
+print("P3 per-round comfy-sandbox / bwrap:", " ".join(f"{r['comfy-sandbox']['mean'] / r['bwrap']['mean']:.2f}" for r in rounds))
 print("P3 goal (<= bwrap):", "MET" if cs <= ms["bwrap"] else "NOT MET")
 PY
