@@ -188,6 +188,14 @@ int cs_landlock_restrict_self(int ruleset_fd) {
 
 int cs_setns(int fd, int nstype) { return (int)syscall(SYS_setns, fd, nstype); }
 
+int cs_loopback_netns_here(void) {
+    // unshare affects the calling task only: in a multithreaded process this
+    // moves one thread, which must do nothing with the network afterwards
+    // (it is meant to end). The fd keeps the namespace alive after it does.
+    if (unshare(CLONE_NEWNET) != 0 || cs_loopback_up() != 0) return -1;
+    return open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+}
+
 int cs_new_loopback_netns(void) {
     // A short-lived child makes the namespace (unshare affects only the
     // calling task, and our process may be multithreaded); we open its

@@ -72,7 +72,7 @@ public struct Run: ParsableCommand {
     public static func execute(configPath: String?, argv: [String]) throws {
         var argv = argv
         Launcher.blockSignals()
-        Seccomp.prepareInBackground()
+        Launcher.prepareAhead()
         let config = try ConfigLoader.load(path: ConfigLoader.resolvePath(configPath))
         let session = try Launcher.prepare(config, purpose: .run)
         defer { session.cleanup() }

@@ -85,6 +85,10 @@ int cs_landlock_restrict_self(int ruleset_fd);
 /// Creates a new network namespace with only `lo`, brought up. Returns an
 /// O_CLOEXEC fd referring to it (setns-able), or -1 with errno.
 int cs_new_loopback_netns(void);
+/// Moves the calling thread into a new network namespace with only `lo` up
+/// and returns an fd for it (-1 and errno on failure). For a thread that
+/// ends right after; the caller needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
+int cs_loopback_netns_here(void);
 int cs_setns(int fd, int nstype);
 
 // MARK: the confined spawn

@@ -74,55 +74,11 @@ public enum Seccomp {
 
     /// The BPF program. It depends on nothing but this binary's rules and
     /// libseccomp's tables, so a process builds it once (every child of a
-    /// `launch` gets the same one).
-    public static func program() throws -> [sock_filter] { try shared.get() }
+    /// `launch` gets the same one); `run` builds it ahead, on a second thread,
+    /// while it reads the config (see `Launcher.prepareAhead`).
+    public static func program() throws -> [sock_filter] { try prepared.get().get() }
 
-    /// Starts building the program on a thread of its own. `run` calls this
-    /// before it reads the config: libseccomp's ~0.4 ms then overlaps the
-    /// config's decoding instead of adding to every start.
-    public static func prepareInBackground() { shared.start() }
-
-    private static let shared = SharedProgram()
-
-    /// Built once, by whichever comes first: the background thread or a
-    /// caller (who then waits for a build already under way).
-    private final class SharedProgram: @unchecked Sendable {
-        private enum State { case idle, building, built(Result<[sock_filter], any Error>) }
-        private let condition = Condition()
-        private var state = State.idle   // guarded by condition
-
-        func start() {
-            condition.lock()
-            guard case .idle = state else { condition.unlock(); return }
-            state = .building
-            condition.unlock()
-            if !detachThread({ self.finish(Result { try Seccomp.build() }) }) {
-                finish(Result { try Seccomp.build() })
-            }
-        }
-
-        func get() throws -> [sock_filter] {
-            condition.lock()
-            if case .idle = state {
-                state = .building
-                condition.unlock()
-                finish(Result { try Seccomp.build() })
-                condition.lock()
-            }
-            defer { condition.unlock() }
-            while true {
-                if case .built(let result) = state { return try result.get() }
-                condition.wait()
-            }
-        }
-
-        private func finish(_ result: Result<[sock_filter], any Error>) {
-            condition.lock()
-            state = .built(result)
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
+    static let prepared = Prepared<Result<[sock_filter], any Error>> { Result { try Seccomp.build() } }
 
     /// Builds the filter and returns the BPF program.
     static func build() throws -> [sock_filter] {

@@ -48,3 +48,64 @@ public final class Condition: @unchecked Sendable {
     public func wait() { pthread_cond_wait(cond, mutex) }
     public func broadcast() { pthread_cond_broadcast(cond) }
 }
+
+/// A value made once per process, either ahead of time on a background
+/// thread (`claim()` then `make()`) or by the first caller of `get()`, who
+/// otherwise waits for a making already under way. For start-up work that
+/// does not depend on what the main thread is busy with (reading the config).
+public final class Prepared<Value>: @unchecked Sendable {
+    private enum State { case idle, making, made(Value) }
+    private let condition = Condition()
+    private let body: @Sendable () -> Value
+    private var state = State.idle   // guarded by condition
+
+    public init(_ body: @escaping @Sendable () -> Value) { self.body = body }
+
+    /// True when the caller is now the one to call `make()`.
+    public func claim() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard case .idle = state else { return false }
+        state = .making
+        return true
+    }
+
+    /// Makes the value; only after a `claim()` that returned true.
+    public func make() { publish(body()) }
+
+    /// Sets the value instead of making it; only after a `claim()` that
+    /// returned true (for a claimer that finds it cannot make it after all).
+    public func publish(_ value: Value) {
+        condition.lock()
+        state = .made(value)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    public func get() -> Value {
+        if claim() { make() }
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if case .made(let value) = state { return value }
+            condition.wait()
+        }
+    }
+
+    /// The value if it has been made (or is being made: then waits for it),
+    /// leaving `replacement` in its place; nil, making nothing, if no one has
+    /// started it. For a value that must be used once, such as an fd.
+    public func take(replacingWith replacement: Value) -> Value? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            switch state {
+            case .idle: return nil
+            case .making: condition.wait()
+            case .made(let value):
+                state = .made(replacement)
+                return value
+            }
+        }
+    }
+}
