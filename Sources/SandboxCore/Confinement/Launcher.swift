@@ -403,9 +403,7 @@ public struct GPUSelection: Sendable {
         defer { closedir(dir) }
         var found: [Int] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+            let name = entryName(entry)
             if name.hasPrefix("nvidia"), let n = Int(name.dropFirst("nvidia".count)) { found.append(n) }
         }
         return found.sorted()
@@ -523,7 +521,7 @@ enum FileTree {
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let n = withUnsafePointer(to: entry.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
+            let n = entryName(entry)
             if n != "." && n != ".." { names.append(n) }
         }
         for n in names {

@@ -141,9 +141,7 @@ public enum HFCache {
         defer { closedir(dir) }
         var names: [String] = []
         while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: &ent.pointee.d_name) {
-                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-            }
+            let name = entryName(ent)
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()

@@ -144,9 +144,7 @@ public final class ShareWalk: @unchecked Sendable {
                 if errno != 0 { part.unreadable.append((prefix.isEmpty ? "." : prefix, "cannot list: \(Errno.current)")) }
                 break
             }
-            let name = withUnsafePointer(to: &ent.pointee.d_name) {
-                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-            }
+            let name = entryName(ent)
             if name == "." || name == ".." { continue }
             let path = prefix.isEmpty ? name : prefix + "/" + name
             // A directory per d_type is opened straight away (O_NOFOLLOW: if it

@@ -38,3 +38,10 @@ public func readToEnd(_ fd: Int32) throws(Errno) -> Data {
         out.append(contentsOf: chunk[0..<n])
     }
 }
+
+/// The name in a directory entry that readdir(3) returned.
+public func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
+    withUnsafePointer(to: &entry.pointee.d_name) {
+        String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
+    }
+}
