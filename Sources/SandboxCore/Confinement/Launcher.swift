@@ -81,6 +81,7 @@ public enum Launcher {
     public static func prepareAhead() {
         let makeNetwork = geteuid() == 0 && loopbackNamespace.claim()
         let makeSeccomp = Seccomp.prepared.claim()
+        guard makeNetwork || makeSeccomp else { return }
         let started = detachThread {
             // This moves the thread into the new namespace; it does nothing
             // with the network afterwards and ends.
