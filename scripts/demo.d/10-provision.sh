@@ -4,12 +4,7 @@
 # primary user moves in a file with the wrong group and mode; fix-permissions
 # repairs the file, skips the link, and /etc/shadow is untouched.
 set -uo pipefail
-fail=0
-pass() { echo "PASS: $*"; }
-flunk() { echo "FAIL: $*"; fail=1; }
-cs() { echo "\$ comfy-sandbox $*"; "$CS_BIN" "$@"; }
-as_sandbox() { setpriv --reuid="$SANDBOX_USER" --regid="$SHARED_GROUP" --init-groups sh -c "$1"; }
-as_user() { setpriv --reuid="$DEMO_USER" --regid="$DEMO_USER" --init-groups sh -c "$1"; }
+source "$(dirname "$0")/../demo-lib.sh"
 H="$WORLD/home/$DEMO_USER/workspace/ai"
 
 echo "== plan (nothing is changed)"

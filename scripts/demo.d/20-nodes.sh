@@ -5,13 +5,9 @@
 # .git never runs through --pull and rollback; the sandbox user cannot write
 # the record; scan-nodes reports the node's risky line.
 set -uo pipefail
-fail=0
-pass() { echo "PASS: $*"; }
-flunk() { echo "FAIL: $*"; fail=1; }
-cs() { echo "\$ comfy-sandbox $*"; "$CS_BIN" "$@"; }
+source "$(dirname "$0")/../demo-lib.sh"
 SANDBOX_USER="${SANDBOX_USER:-comfyui_sandbox}"
 SHARED_GROUP="${SHARED_GROUP:-comfyshared}"
-as_sandbox() { setpriv --reuid="$SANDBOX_USER" --regid="$SHARED_GROUP" --init-groups sh -c "$1"; }
 export HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1
 base="${GIT_BASE_URL#git://*/}"
 served="$WORLD/git/demo-node.git"

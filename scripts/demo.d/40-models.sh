@@ -6,12 +6,7 @@
 # (exit 3) through the ctime.
 # Env (from demo.sh): CS_BIN WORLD CONFIG DEMO_USER SANDBOX_USER SHARED_GROUP.
 set -uo pipefail
-fail=0
-pass() { echo "PASS: $*"; }
-flunk() { echo "FAIL: $*"; fail=1; }
-cs() { echo "\$ comfy-sandbox $*"; "$CS_BIN" "$@"; }
-as_user() { setpriv --reuid="$DEMO_USER" --regid="$DEMO_USER" --init-groups sh -c "$1"; }
-as_sandbox() { setpriv --reuid="$SANDBOX_USER" --regid="$SHARED_GROUP" --init-groups sh -c "$1"; }
+source "$(dirname "$0")/../demo-lib.sh"
 
 share="$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(next(s["path"] for s in c["shares"] if s["name"]=="models"))' "$CONFIG")"
 cache="$WORLD/home/$DEMO_USER/.cache/huggingface/hub"
