@@ -174,6 +174,10 @@ public enum Launcher {
             confinement.networkNamespace = OwnedFD(fd)
         }
 
+        // A namespace made ahead that this config does not use (network
+        // "host"): closed now rather than held for the whole run.
+        if confinement.networkNamespace == nil, let fd = loopbackNamespace.take(replacingWith: -1), fd >= 0 { close(fd) }
+
         mark("netns")
         // Landlock.
         var summary: Landlock.Summary?
