@@ -68,7 +68,7 @@ public enum ConfigValidator {
         checkRepo(c.comfyui.repo, "comfyui.repo", allowed: c.git.allowedProtocols, &out)
         checkRev(c.comfyui.rev, "comfyui.rev", &out)
         for (i, a) in c.comfyui.pipArgs.enumerated() {
-            let flag = a.split(separator: "=", maxSplits: 1).first.map(String.init) ?? a
+            let flag = a.split(separator: Character("="), maxSplits: 1).first.map(String.init) ?? a
             if a.utf8.contains(0) {
                 bad("comfyui.pip_args[\(i)]", "contains a NUL byte")
             } else if ["--target", "-t", "--prefix", "--root", "--user", "--src", "--editable", "-e", "--python", "--system", "--break-system-packages"].contains(flag) {
@@ -109,7 +109,7 @@ public enum ConfigValidator {
                 }
             }
             let m = s.mount
-            if m.isEmpty || m.hasPrefix("/") || m.split(separator: "/", omittingEmptySubsequences: false).contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) {
+            if m.isEmpty || m.hasPrefix("/") || m.split(separator: Character("/"), omittingEmptySubsequences: false).contains(where: { $0 == ".." || $0 == "." || $0.isEmpty }) {
                 bad("\(k).mount", "\"\(m)\" must be a relative path inside comfyui.path, without . or .. or empty parts")
             } else if m == "custom_nodes" || m.hasPrefix("custom_nodes/") || m == ".git" || m.hasPrefix(".git/") {
                 bad("\(k).mount", "\"\(m)\" would replace ComfyUI's own \(m.hasPrefix(".git") ? ".git" : "custom_nodes") directory")
@@ -148,7 +148,7 @@ public enum ConfigValidator {
         if let cache = c.models.hfCache { checkAbsolute(cache, "models.hf_cache", &out) }
         for (i, link) in c.models.links.enumerated() {
             let k = "models.links[\(i)]"
-            let parts = link.repo.split(separator: "/", omittingEmptySubsequences: false)
+            let parts = link.repo.split(separator: Character("/"), omittingEmptySubsequences: false)
             if parts.count != 2 || parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
                 bad("\(k).repo", "\"\(link.repo)\" must look like \"org/name\"")
             }
@@ -245,11 +245,14 @@ public enum ConfigValidator {
     static func isSystemDirectory(_ p: String) -> Bool { systemDirectories.contains(p) }
 
     /// The protocol git would use for `url`: a scheme, or ssh for scp-like `host:path`, or file for a path.
+    /// On UTF-8 bytes, as git reads the URL (and without _StringProcessing's
+    /// firstRange, whose first use costs more than the whole validation).
     public static func gitProtocol(of url: String) -> String {
-        if let r = url.firstRange(of: "::"), !url[..<r.lowerBound].contains("/") { return "ext-or-transport-helper" }
-        if let r = url.firstRange(of: "://") { return String(url[..<r.lowerBound]).lowercased() }
+        let u = Array(url.utf8), slash = UInt8(ascii: "/")
+        if let i = u.firstOffset(of: "::"), !u[..<i].contains(slash) { return "ext-or-transport-helper" }
+        if let i = u.firstOffset(of: "://") { return String(decoding: u[..<i], as: UTF8.self).lowercased() }
         if url.hasPrefix("/") || url.hasPrefix(".") { return "file" }
-        if let colon = url.firstIndex(of: ":"), !url[..<colon].contains("/") { return "ssh" }
+        if let colon = u.firstIndex(of: UInt8(ascii: ":")), !u[..<colon].contains(slash) { return "ssh" }
         return "file"
     }
 
@@ -275,8 +278,10 @@ public enum ConfigValidator {
 
     /// A commit id, tag or branch name, as git check-ref-format would take it, never an option.
     public static func isValidRev(_ rev: String) -> Bool {
+        let u = Array(rev.utf8)
         guard !rev.isEmpty, !rev.hasPrefix("-"), !rev.hasPrefix("/"), !rev.hasSuffix("/"), !rev.hasSuffix("."),
-              !rev.hasSuffix(".lock"), !rev.contains(".."), !rev.contains("@{"), !rev.contains("//"), rev != "@" else { return false }
+              !rev.hasSuffix(".lock"), u.firstOffset(of: "..") == nil, u.firstOffset(of: "@{") == nil,
+              u.firstOffset(of: "//") == nil, rev != "@" else { return false }
         return !rev.unicodeScalars.contains { $0.value < 0x21 || $0.value == 0x7f || "~^:?*[\\".unicodeScalars.contains($0) }
     }
 

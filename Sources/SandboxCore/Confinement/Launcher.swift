@@ -214,7 +214,7 @@ public enum Launcher {
 
         mark("seccomp")
         let env = environment(config, home: home, temp: temp, gpu: gpu)
-        let cwd = FileManager.default.fileExists(atPath: config.comfyui.path) && purpose == .launch ? config.comfyui.path : home
+        let cwd = Paths.exists(config.comfyui.path) && purpose == .launch ? config.comfyui.path : home
         let session = Session(config: config, confinement: confinement, environment: env, tempDir: temp, removeTempDir: removeTemp,
                               gpu: gpu, landlock: summary, seccompOn: config.launcher.seccomp, workingDirectory: cwd)
         session.notes = notes
@@ -349,7 +349,7 @@ public enum Launcher {
             "DO_NOT_TRACK": "1",
         ]
         if config.launcher.network == .loopbackOnly { env["HF_HUB_OFFLINE"] = "1" }
-        if FileManager.default.isExecutableFile(atPath: config.venvPath + "/bin/python") {
+        if Paths.isExecutableFile(config.venvPath + "/bin/python") {
             env["VIRTUAL_ENV"] = config.venvPath
             path = config.venvPath + "/bin:" + path
         }
@@ -361,7 +361,7 @@ public enum Launcher {
     /// The Python that runs ComfyUI: the venv's when it exists, else comfyui.python.
     public static func python(_ config: Config) -> String {
         let venv = config.venvPath + "/bin/python"
-        return FileManager.default.isExecutableFile(atPath: venv) ? venv : config.comfyui.python
+        return Paths.isExecutableFile(venv) ? venv : config.comfyui.python
     }
 
     /// ComfyUI's command line from the config.
@@ -385,7 +385,7 @@ public enum Launcher {
         if command.contains("/") { return command }
         for dir in path.split(separator: ":") {
             let candidate = "\(dir)/\(command)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            if Paths.isExecutableFile(candidate) { return candidate }
         }
         return nil
     }
@@ -421,8 +421,8 @@ public struct GPUSelection: Sendable {
         if setting == Config.GPU.none {
             return GPUSelection(indexes: [], deviceNodes: [], cudaVisibleDevices: "", note: nil)
         }
-        if prepareNodes, !FileManager.default.fileExists(atPath: "/dev/nvidiactl") {
-            for tool in ["/usr/bin/nvidia-modprobe", "/usr/sbin/nvidia-modprobe"] where FileManager.default.isExecutableFile(atPath: tool) {
+        if prepareNodes, !Paths.exists("/dev/nvidiactl") {
+            for tool in ["/usr/bin/nvidia-modprobe", "/usr/sbin/nvidia-modprobe"] where Paths.isExecutableFile(tool) {
                 var wanted: [Int] = [0]
                 if case .indexes(let list) = setting { wanted = list }
                 for i in wanted { _ = try? HostCommand(tool, ["-u", "-c=\(i)"]).run() }
@@ -444,7 +444,7 @@ public struct GPUSelection: Sendable {
             note = "launcher.gpu lists \(list) but only \(chosen) exist: running with those"
         }
         var nodes = chosen.map { "/dev/nvidia\($0)" }
-        if !chosen.isEmpty { nodes += sharedNodes.filter { FileManager.default.fileExists(atPath: $0) } }
+        if !chosen.isEmpty { nodes += sharedNodes.filter { Paths.exists($0) } }
         return GPUSelection(indexes: chosen, deviceNodes: nodes,
                             cudaVisibleDevices: chosen.map(String.init).joined(separator: ","), note: note)
     }

@@ -39,6 +39,15 @@ public func readToEnd(_ fd: Int32) throws(Errno) -> Data {
     }
 }
 
+/// The whole of the file at `path` (opened O_RDONLY|O_CLOEXEC, following
+/// symlinks, as FileManager.contents(atPath:) did).
+public func readFile(_ path: String) throws(Errno) -> Data {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw Errno.current }
+    defer { close(fd) }
+    return try readToEnd(fd)
+}
+
 /// The name in a directory entry that readdir(3) returned.
 public func entryName(_ entry: UnsafeMutablePointer<dirent>) -> String {
     withUnsafePointer(to: &entry.pointee.d_name) {

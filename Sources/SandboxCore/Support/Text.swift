@@ -101,3 +101,14 @@ public enum Format {
         bytes.map(hex).joined()
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Offset of the first occurrence of `needle`'s UTF-8 in these bytes: a
+    /// plain byte search, for the checks that must see what git sees.
+    func firstOffset(of needle: String) -> Int? {
+        let n = Array(needle.utf8)
+        guard !n.isEmpty, n.count <= count else { return n.isEmpty ? 0 : nil }
+        for i in 0...(count - n.count) where self[i] == n[0] && self[i..<(i + n.count)].elementsEqual(n) { return i }
+        return nil
+    }
+}
