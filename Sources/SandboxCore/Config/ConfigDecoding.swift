@@ -42,11 +42,20 @@ struct StrictContainer<K: CodingKey & CaseIterable> {
 
     init(_ decoder: any Decoder, _ keys: K.Type) throws {
         self.decoder = decoder
-        let any = try decoder.container(keyedBy: AnyKey.self)
+        // The names in the object. From ConfigJSON's tree directly: through
+        // KeyedDecodingContainer.allKeys the standard library casts the keys
+        // to [CodingKey], a conformance lookup that scans every record in
+        // the binary on first use.
+        let names: [String]
+        if let tree = decoder as? ConfigJSON.TreeDecoder {
+            names = try tree.objectKeys()
+        } else {
+            names = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+        }
         let known = Set(K.allCases.map(\.stringValue))
-        for key in any.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) where !known.contains(key.stringValue) {
+        for name in names.sorted() where !known.contains(name) {
             let list = K.allCases.map(\.stringValue).joined(separator: ", ")
-            throw ConfigIssue(path: decoder.codingPath + [key], message: "unknown key; expected one of: \(list)")
+            throw ConfigIssue(path: decoder.codingPath + [AnyKey(stringValue: name)], message: "unknown key; expected one of: \(list)")
         }
         container = try decoder.container(keyedBy: K.self)
     }
@@ -81,11 +90,14 @@ extension Config {
 
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
-        let env = decoder.userInfo[.configEnvironment] as? [String: String] ?? ProcessEnvironment.forConfig
         version = try c(.version, default: 1)
+        // userInfo is read only when the default is needed: reading it converts
+        // the decoder's whole [CodingUserInfoKey: Sendable] to [..: Any], whose
+        // first use in a process costs more than the rest of this initializer.
         if let user: String = try c.optional(.primaryUser) {
             primaryUser = user
-        } else if let sudo = env["SUDO_USER"], !sudo.isEmpty, sudo != "root" {
+        } else if let sudo = (decoder.userInfo[.configEnvironment] as? [String: String] ?? ProcessEnvironment.forConfig)["SUDO_USER"],
+                  !sudo.isEmpty, sudo != "root" {
             primaryUser = sudo
         } else {
             throw ConfigIssue(path: [CodingKeys.primaryUser],

@@ -14,8 +14,8 @@ public enum ConfigLoader {
     }
 
     public static func load(path: String, environment: [String: String] = ProcessEnvironment.forConfig) throws -> Config {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let why = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
+        guard let data = try? readFile(path) else {
+            let why = Paths.exists(path) ? "cannot be read" : "does not exist"
             throw SandboxError.config("\(path): config file \(why)",
                                       hint: "pass --config PATH or set COMFY_SANDBOX_CONFIG; config/comfy-sandbox.json is a documented example")
         }
@@ -30,9 +30,13 @@ public enum ConfigLoader {
         do {
             switch format {
             case .json:
-                let d = JSONDecoder()
-                d.userInfo[.configEnvironment] = environment
-                config = try d.decode(Config.self, from: data)
+                if let fast = ConfigJSON.decode(data, environment: environment) {
+                    config = fast
+                } else {
+                    let d = JSONDecoder()
+                    d.userInfo[.configEnvironment] = environment
+                    config = try d.decode(Config.self, from: data)
+                }
             case .plist:
                 let d = PropertyListDecoder()
                 d.userInfo[.configEnvironment] = environment
