@@ -124,10 +124,7 @@ public struct Checkout: Sendable {
                                  durable: false)   // a hint: lost, the rev is resolved again
     }
 
-    func exists(_ path: String) -> Bool {
-        var st = stat()
-        return lstat(path, &st) == 0
-    }
+    func exists(_ path: String) -> Bool { SafeFS.lstat(path) != nil }
 
     func failed(_ message: String) -> Outcome { Outcome(name: spec.name, kind: .failed, message: message) }
 

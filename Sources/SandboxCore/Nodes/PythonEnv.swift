@@ -39,7 +39,7 @@ public struct PythonEnv: Sendable {
     var sealedRoot: String { venv + "/cs-requirements" }
     static let pthName = "comfy-sandbox-requirements.pth"
 
-    func exists(_ p: String) -> Bool { var st = stat(); return lstat(p, &st) == 0 }
+    func exists(_ p: String) -> Bool { SafeFS.lstat(p) != nil }
 
     /// The requirements files to install, in a stable order.
     public func requirementFiles() -> [String] {
