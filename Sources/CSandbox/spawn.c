@@ -110,9 +110,8 @@ static void child(const cs_spawn_spec *s, int report) {
     //    cannot push keystrokes into it (TIOCSTI is also refused by seccomp).
     if (s->new_session && setsid() < 0) fail(report, CS_STEP_SETSID);
 
-    // 3. Die with the launcher, so a crashed launcher leaves no orphan.
-    if (s->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-        fail(report, CS_STEP_PDEATHSIG);
+    // 3. Die with the launcher: see step 12b. Noted here, set there.
+    pid_t launcher = getppid();
 
     // 4. Network namespace: must happen while we still hold CAP_SYS_ADMIN.
     if (s->netns_fd >= 0 && syscall(SYS_setns, s->netns_fd, CLONE_NEWNET) != 0)
@@ -219,6 +218,19 @@ static void child(const cs_spawn_spec *s, int report) {
         if (s->uid != 0 && syscall(SYS_setresuid, 0, 0, 0) == 0) {
             errno = EPERM;
             fail(report, CS_STEP_VERIFY);
+        }
+    }
+
+    // 12b. Die with the launcher, so a killed launcher leaves no orphan.
+    //     Only now: the kernel clears the parent-death signal whenever the
+    //     euid, egid, fsuid or fsgid change (commit_creds), so set before
+    //     step 10 it would silently be gone. If the launcher died before
+    //     this point the signal will never come: then do not start at all.
+    if (s->die_with_parent) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(report, CS_STEP_PDEATHSIG);
+        if (getppid() != launcher) {
+            errno = ESRCH;
+            fail(report, CS_STEP_PDEATHSIG);
         }
     }
 
