@@ -191,3 +191,111 @@ int cs_loopback_up(void) {
     errno = saved;
     return rc;
 }
+
+// MARK: descendants
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+
+int cs_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+int cs_wait_any_nohang(int *status) {
+    pid_t r;
+    do { r = waitpid(-1, status, WNOHANG); } while (r < 0 && errno == EINTR);
+    return (int)r;
+}
+
+// Live (not zombie) children of `parent`, by scanning /proc/PID/stat. Not
+// /proc/PID/task/*/children: that needs CONFIG_PROC_CHILDREN. The launcher
+// scans only when waitpid has said a live child exists, so never on a clean
+// exit.
+int cs_list_children(pid_t parent, pid_t *out, int max) {
+    DIR *d = opendir("/proc");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0) continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0) continue;
+        buf[len] = '\0';
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses,
+        // so parse from the last ')'.
+        char *rp = strrchr(buf, ')');
+        char state;
+        long ppid;
+        if (!rp || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2) continue;
+        if (ppid == parent && state != 'Z' && state != 'X') out[n++] = (pid_t)pid;
+    }
+    closedir(d);
+    return n;
+}
+
+int cs_kill_descendants(void) {
+    int killed = 0, unseen = 0;
+    for (;;) {
+        // Reap what has already ended; stop when no child is left at all.
+        int status;
+        pid_t r;
+        while ((r = (pid_t)cs_wait_any_nohang(&status)) > 0) {}
+        if (r < 0) return killed;   // ECHILD
+        // Live children remain: kill them all, then wait for each. Their own
+        // children are reparented to us as they die and are found next round.
+        // PIDs from the scan cannot be reused under us: a child's pid stays
+        // ours until we reap it.
+        pid_t kids[512];
+        int n = cs_list_children(getpid(), kids, 512);
+        if (n <= 0) {
+            // A child between dying and being reapable, or one just being
+            // reparented: look again shortly. Without /proc (n < 0), or after
+            // a second of not finding it, give up rather than hang the
+            // launcher; the caller says what it could not stop.
+            if (n < 0 || ++unseen > 1000) return killed;
+            usleep(1000);
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            if (kill(kids[i], SIGKILL) == 0) killed++;
+        for (int i = 0; i < n; i++)
+            while (waitpid(kids[i], &status, 0) < 0 && errno == EINTR) {}
+    }
+}
+
+pid_t cs_spawn_abandoned_sleeper(void) {
+    // What a hostile node does to outlive ComfyUI: fork, setsid, fork again,
+    // and let the middle process exit, so the sleeper is nobody's child.
+    // Only async-signal-safe calls between fork and _exit/execve.
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) return -1;
+    pid_t mid = fork();
+    if (mid < 0) { close(pfd[0]); close(pfd[1]); return -1; }
+    if (mid == 0) {
+        setsid();
+        pid_t p = fork();
+        if (p == 0) {
+            int null = open("/dev/null", O_RDWR);
+            if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
+            execl("/bin/sleep", "sleep", "600", (char *)NULL);
+            _exit(127);
+        }
+        (void)!write(pfd[1], &p, sizeof p);
+        _exit(0);
+    }
+    close(pfd[1]);
+    pid_t sleeper = -1;
+    ssize_t n;
+    do { n = read(pfd[0], &sleeper, sizeof sleeper); } while (n < 0 && errno == EINTR);
+    close(pfd[0]);
+    int status;
+    while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {}
+    return n == (ssize_t)sizeof sleeper ? sleeper : -1;
+}

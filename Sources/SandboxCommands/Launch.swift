@@ -50,6 +50,7 @@ public struct Launch: ParsableCommand {
             } catch {
                 kill(pid, SIGTERM)
                 _ = ChildExit.wait(pid)
+                Launcher.killLeftovers()
                 throw error
             }
             printError("comfy-sandbox: serving http://\(config.launcher.listen):\(Relay.boundPort(listening.raw))/ through the relay (egress locked to the sandbox's loopback)")

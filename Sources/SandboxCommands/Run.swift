@@ -9,7 +9,8 @@ public struct Run: ParsableCommand {
         The command gets a new session (no controlling terminal, so it cannot
         inject keystrokes into yours; seccomp refuses TIOCSTI as well), stdio
         inherited, and exits with the command's status (128+N when killed by
-        signal N).
+        signal N). Whatever the command leaves running in the background is
+        killed when it exits.
         """
     )
     @OptionGroup public var options: ConfigOptions

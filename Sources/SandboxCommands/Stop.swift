@@ -6,7 +6,12 @@ import SandboxCore
 public struct Stop: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "stop",
-        abstract: "Stop the background ComfyUI: SIGTERM, then SIGKILL after --timeout seconds."
+        abstract: "Stop the background ComfyUI: SIGTERM, then SIGKILL after --timeout seconds.",
+        discussion: """
+        The launcher passes SIGTERM on to ComfyUI. When ComfyUI has not exited after
+        --timeout seconds it is killed, with every process it started; the launcher
+        then removes the RAM temp and exits.
+        """
     )
     @OptionGroup public var options: ConfigOptions
     @Option(help: "Seconds to wait after SIGTERM before SIGKILL.") public var timeout: Int = 20
@@ -15,21 +20,15 @@ public struct Stop: ParsableCommand {
     public func run() throws {
         try requireRoot("stop")
         let config = try options.load()
-        guard let pid = LauncherPidFile.running(config) else {
+        switch LauncherPidFile.stop(config, timeout: timeout) {
+        case .notRunning:
             print("ComfyUI is not running (no live pid in \(LauncherPidFile.path(config)))")
-            return
+        case .stopped(let pid):
+            print("stopped ComfyUI (pid \(pid))")
+        case .killedComfyUI(let pid):
+            print("ComfyUI did not stop within \(timeout)s after SIGTERM; killed it (launcher pid \(pid) cleaned up and exited)")
+        case .killed(let pid):
+            print("the launcher (pid \(pid)) did not stop; killed it")
         }
-        kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(TimeInterval(timeout))
-        while Date() < deadline {
-            if kill(pid, 0) != 0 || LauncherPidFile.running(config) == nil {
-                print("stopped ComfyUI (pid \(pid))")
-                return
-            }
-            usleep(100_000)
-        }
-        kill(pid, SIGKILL)
-        unlink(LauncherPidFile.path(config))
-        print("ComfyUI did not stop within \(timeout)s; killed pid \(pid)")
     }
 }

@@ -254,6 +254,58 @@ struct LauncherMustWorkTests {
         #expect(dir.hasPrefix("/dev/shm/comfy-sandbox."))
         #expect(!FileManager.default.fileExists(atPath: dir))
     }
+
+    @Test("what the command leaves running (setsid, double fork, SIGTERM ignored) is killed when it exits", .requiresRoot)
+    func leftoversKilled() throws {
+        let w = SharedLauncherWorld.loopback
+        // Each sleeper prints its pid, then lets go of stdout (else reading
+        // the output would wait for it).
+        let r = try w.run(["/bin/sh", "-c", """
+            setsid sh -c 'echo $$; trap "" TERM HUP; exec sleep 300 >/dev/null 2>&1' </dev/null &
+            ( setsid sh -c 'echo $$; exec sleep 301 >/dev/null 2>&1' </dev/null & )
+            sleep 0.2
+            """])
+        let pids = r.stdoutText.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
+        try #require(pids.count == 2, "\(r.stdoutText) \(r.stderrText)")
+        for pid in pids {
+            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            #expect(!cmdline.hasPrefix("sleep"), "pid \(pid) (\(cmdline)) outlived the run")
+            if cmdline.hasPrefix("sleep") { kill(pid, SIGKILL) }
+        }
+        #expect(r.stderrText.contains("killed 2 processes the session left running"), "\(r.stderrText)")
+    }
+
+    @Test("RAM temps left by a killed launcher are swept; locked, foreign, young and symlinked ones stay", .requiresRoot)
+    func staleRAMTempsSwept() throws {
+        let w = SharedLauncherWorld.loopback
+        let uid = try #require(w.world.uid("comfyui_sandbox"))
+        let base = "/dev/shm/comfy-sandbox.comfyui_sandbox.test\(getpid())"
+        let keep = w.world.root + "/keep-me"
+        let setup = """
+            set -e
+            mkdir -p \(keep) && echo precious > \(keep)/file
+            mkdir -p \(base)-stale/d && echo x > \(base)-stale/d/f && ln -s \(keep) \(base)-stale/d/link
+            mkdir \(base)-locked \(base)-young \(base)-root
+            chown -R \(uid) \(base)-stale \(base)-locked \(base)-young
+            ln -s \(keep) \(base)-link
+            touch -h -d '1 hour ago' \(base)-stale \(base)-locked \(base)-root \(base)-link
+            """
+        try #require(try w.world.sh(setup).succeeded)
+        defer { _ = try? w.world.sh("rm -rf \(base)-stale \(base)-locked \(base)-young \(base)-root \(base)-link \(keep)") }
+        // A live session's lock, held by this process.
+        let lockFD = open(base + "-locked", O_RDONLY | O_DIRECTORY)
+        try #require(lockFD >= 0 && flock(lockFD, LOCK_EX) == 0)
+        defer { close(lockFD) }
+
+        let r = try w.run(["/bin/true"])
+        #expect(r.status == 0, "\(r.stderrText)")
+        #expect(r.stderrText.contains("removed \(base)-stale"), "\(r.stderrText)")
+        #expect(SafeFS.lstat(base + "-stale") == nil)
+        for kept in ["-locked", "-young", "-root", "-link"] {
+            #expect(SafeFS.lstat(base + kept) != nil, "\(kept) must stay")
+        }
+        #expect((try? String(contentsOfFile: keep + "/file", encoding: .utf8)) == "precious\n", "the symlink's target is untouched")
+    }
 }
 
 @Suite("launcher: launch, relay, check-sandbox, seccomp off", .serialized)
@@ -289,6 +341,69 @@ struct LauncherLaunchTests {
         let stop = try w.world.comfy(["stop"])
         #expect(stop.stdoutText.contains("stopped"), "\(stop.stdoutText)")
         #expect(!HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/").ok)
+    }
+
+    @Test("stop: a ComfyUI that ignores SIGTERM is killed with what it started; the launcher cleans up and exits", .requiresRoot)
+    func stopStubborn() throws {
+        let w = try LauncherWorld()
+        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+        launcher["extra_args"] = ["--standin-stubborn"]
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        let start = try w.world.comfy(["start"])
+        try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
+        defer { _ = try? w.world.comfy(["stop", "--timeout", "1"]) }
+        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
+        for _ in 0..<50 where !status.ok {
+            usleep(100_000)
+            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
+        }
+        try #require(status.ok, "GET /status through the relay: \(status.detail)")
+        let info = try #require(try JSONSerialization.jsonObject(with: Data(status.body.utf8)) as? [String: Any])
+        let temp = try #require(info["temp_directory"] as? String)
+        let pidText = try String(contentsOfFile: w.output + "/standin-pids", encoding: .utf8)
+        let pids = pidText.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
+        try #require(pids.count == 2, "standin-pids: \(pidText)")
+        let launcherPid = try #require(pid_t(try String(contentsOfFile: w.world.state + "/launcher.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+
+        let stop = try w.world.comfy(["stop", "--timeout", "1"])
+        #expect(stop.stdoutText.contains("killed it (launcher pid \(launcherPid) cleaned up and exited)"), "\(stop.stdoutText)")
+        for pid in pids + [launcherPid] {
+            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            #expect(!cmdline.hasPrefix("/bin/sleep") && !cmdline.contains("comfy-sandbox"), "pid \(pid) (\(cmdline)) survived stop")
+            if cmdline.hasPrefix("/bin/sleep") { kill(pid, SIGKILL) }
+        }
+        #expect(SafeFS.lstat(temp) == nil, "the RAM temp \(temp) was removed")
+        let log = (try? String(contentsOfFile: w.world.state + "/launcher.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("the session left running"), "\(log)")
+    }
+
+    @Test("a SIGKILLed launcher takes ComfyUI and the relay with it (the parent-death signal survives the uid change)", .requiresRoot)
+    func launcherKilled() throws {
+        let w = try LauncherWorld()
+        let start = try w.world.comfy(["start"])
+        try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
+        defer { _ = try? w.world.comfy(["stop", "--timeout", "1"]) }
+        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
+        for _ in 0..<50 where !status.ok {
+            usleep(100_000)
+            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
+        }
+        try #require(status.ok, "GET /status through the relay: \(status.detail)")
+        let launcherPid = try #require(pid_t(try String(contentsOfFile: w.world.state + "/launcher.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        var kids = [pid_t](repeating: 0, count: 16)
+        let n = Int(cs_list_children(launcherPid, &kids, 16))
+        try #require(n == 2, "ComfyUI and the relay are the launcher's children (\(n))")
+        kill(launcherPid, SIGKILL)
+        var alive = Array(kids[0..<n])
+        for _ in 0..<50 where !alive.isEmpty {
+            usleep(100_000)
+            alive = alive.filter { kill($0, 0) == 0 && !((try? String(contentsOfFile: "/proc/\($0)/stat", encoding: .utf8)) ?? "").contains(") Z") }
+        }
+        #expect(alive.isEmpty, "still running after the launcher was killed: \(alive)")
+        for pid in alive { kill(pid, SIGKILL) }
     }
 
     @Test("check-sandbox exits 0 and reports at least 25 attempts", .requiresRoot)

@@ -193,6 +193,22 @@ int cs_block_signals(const int *sigs, int n);
 int cs_sigwait_launcher(const int *sigs, int n, int *out_sig);
 /// waitpid(pid, status, WNOHANG): the pid when it exited, 0 when still running.
 int cs_waitpid_nohang(pid_t pid, int *status);
+/// PR_SET_CHILD_SUBREAPER: whatever a confined child leaves behind (a
+/// double-forked, setsid'd process) is reparented to this process instead of
+/// init, so the launcher can still find and end it.
+int cs_become_subreaper(void);
+/// waitpid(-1, status, WNOHANG): a child that ended, 0 when none has, -1
+/// with ECHILD when there are no children at all.
+int cs_wait_any_nohang(int *status);
+/// SIGKILLs every process below this one (subreaper: every descendant is a
+/// child sooner or later) and reaps it, until none is left. Returns how many
+/// it killed. Only for when the session is over.
+int cs_kill_descendants(void);
+/// Up to `max` live children of `parent`, from /proc; -1 without /proc.
+int cs_list_children(pid_t parent, pid_t *out, int max);
+/// check-sandbox: starts `sleep 600` in a session of its own through a
+/// double fork (nobody's child); returns its pid or -1.
+pid_t cs_spawn_abandoned_sleeper(void);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
 int cs_accept_cloexec(int fd);
 /// Forks a child that makes getpid through the i386 ABI (int 0x80); returns its raw wait status.

@@ -105,8 +105,11 @@ extension SandboxCheck {
 
         var results: [Result] = []
         var inner = false
+        var abandoned: pid_t?
         while let line = reader.next(timeout: 60) {
-            if line.hasPrefix("RESULTS ") {
+            if line.hasPrefix("ABANDONED ") {
+                abandoned = pid_t(line.dropFirst(10))
+            } else if line.hasPrefix("RESULTS ") {
                 results += (try? JSONDecoder().decode([Result].self, from: Data(line.dropFirst(8).utf8))) ?? []
                 inner = true
             } else if line.hasPrefix("LISTEN-FAILED") {
@@ -124,6 +127,24 @@ extension SandboxCheck {
             }
         }
         let exit = ChildExit.wait(pid)
+        if let relay = relayPid {
+            kill(relay, SIGTERM)
+            _ = ChildExit.wait(relay)
+            relayPid = nil
+        }
+        Launcher.killLeftovers()
+        // The inside double-forked a `sleep 600` into a session of its own:
+        // the session's end must have taken it too.
+        let attempt = "leave a process running after the session ends (setsid, double fork)"
+        if let abandoned, abandoned > 0 {
+            let cmdline = (try? String(contentsOfFile: "/proc/\(abandoned)/cmdline", encoding: .utf8)) ?? ""
+            let survived = cmdline.hasPrefix("sleep")
+            if survived { kill(abandoned, SIGKILL) }
+            results.append(Result(attempt, expected: "killed", result: survived ? "pid \(abandoned) still running" : "killed with the session",
+                                  pass: !survived))
+        } else if inner {
+            results.append(Result(attempt, expected: "killed", result: "the inside could not start it", pass: false))
+        }
         if !inner {
             results.append(Result("run the check inside the confinement", expected: "works",
                                   result: "the inside exited (\(exit.code)) without results", pass: false))

@@ -330,6 +330,17 @@ public enum SandboxCheck {
     /// The inside: attacks, then the reachability server. Never returns.
     public static func inside(_ f: Facts) -> Never {
         let results = attacks(f)
+        // A process meant to outlive the session; the outer side checks that
+        // it is gone once the session has ended.
+        var abandoned = cs_spawn_abandoned_sleeper()
+        // Only once it runs `sleep`: an exec that failed must not pass as killed.
+        var running = false
+        for _ in 0..<100 where abandoned > 0 && !running {
+            running = ((try? String(contentsOfFile: "/proc/\(abandoned)/cmdline", encoding: .utf8)) ?? "").hasPrefix("sleep")
+            if !running { usleep(10_000) }
+        }
+        if !running { abandoned = -1 }
+        emit("ABANDONED \(abandoned)")
         let line = (try? JSONEncoder().encode(results)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
         emit("RESULTS " + line)
         // Bind listen:port (inside the namespace in loopback-only mode) and

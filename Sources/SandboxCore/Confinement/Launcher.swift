@@ -41,6 +41,9 @@ public enum Launcher {
         public var environment: [String: String]
         public let tempDir: String
         let removeTempDir: Bool
+        /// An flock on the RAM temp, held for as long as the session lives:
+        /// what tells a later launcher's sweep that the directory is in use.
+        var tempLock: OwnedFD?
         public var gpu: GPUSelection
         public var landlock: Landlock.Summary?
         public var seccompOn: Bool
@@ -63,6 +66,7 @@ public enum Launcher {
         /// Removes the per-run RAM temp. Safe to call twice.
         public func cleanup() {
             if removeTempDir { FileTree.removeTree(tempDir) }
+            tempLock = nil
             confinement.networkNamespace = nil
             confinement.landlockRuleset = nil
         }
@@ -96,6 +100,15 @@ public enum Launcher {
         }
     }
 
+    /// Where the per-session RAM temps go, and what they are called.
+    static let ramTempParent = "/dev/shm"
+    static func ramTempPrefix(_ user: AccountLookup.User) -> String { "comfy-sandbox.\(user.name)." }
+
+    /// Removes `user`'s RAM temps that no live session holds; returns their paths.
+    public static func sweepRAMTemps(user: AccountLookup.User, graceSeconds: Int = 10) -> [String] {
+        FileTree.sweepStaleTemps(in: ramTempParent, prefix: ramTempPrefix(user), owner: user.uid, graceSeconds: graceSeconds)
+    }
+
     /// An fd of a namespace with only `lo` up, or -1; made by `prepareAhead`.
     static let loopbackNamespace = Prepared<Int32> { cs_loopback_netns_here() }
 
@@ -124,6 +137,9 @@ public enum Launcher {
         }
 
         mark("identity")
+        // Everything the confined program leaves behind is reparented to us,
+        // not to init, so that it ends with the session (`killLeftovers`).
+        _ = cs_become_subreaper()
         // Home: must exist (provision makes it); created here only when missing.
         let home = config.sandboxUser.home
         try FileTree.ensureOwnedDirectory(home, uid: id.user.uid, gid: id.user.gid, mode: 0o700)
@@ -131,9 +147,16 @@ public enum Launcher {
         // RAM temp: a fresh directory per run, owned by the sandbox user, 0700.
         let temp: String
         let removeTemp: Bool
+        var tempLock: OwnedFD?
         if config.launcher.ramTemp {
-            temp = try FileTree.makeTempDirectory(in: "/dev/shm", prefix: "comfy-sandbox.\(id.user.name).",
-                                                  uid: id.user.uid, gid: id.user.gid)
+            // First the RAM temps of launchers that died without cleaning up
+            // (SIGKILL, OOM, power cut of the session but not the machine):
+            // files there hold RAM until reboot.
+            for stale in sweepRAMTemps(user: id.user) {
+                notes.append("removed \(stale), left by a launcher that did not clean up")
+            }
+            (temp, tempLock) = try FileTree.makeLockedTempDirectory(in: ramTempParent, prefix: ramTempPrefix(id.user),
+                                                                    uid: id.user.uid, gid: id.user.gid)
             removeTemp = true
         } else {
             temp = home + "/tmp"
@@ -218,6 +241,7 @@ public enum Launcher {
         let session = Session(config: config, confinement: confinement, environment: env, tempDir: temp, removeTempDir: removeTemp,
                               gpu: gpu, landlock: summary, seccompOn: config.launcher.seccomp, workingDirectory: cwd)
         session.notes = notes
+        session.tempLock = tempLock
         return session
     }
 
@@ -501,6 +525,57 @@ enum FileTree {
         return path
     }
 
+    /// `makeTempDirectory`, plus an flock on the directory held through the
+    /// returned fd: while it is open, `sweepStaleTemps` leaves the directory
+    /// alone. The fd is close-on-exec and never reaches the sandbox.
+    static func makeLockedTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> (String, OwnedFD) {
+        let path = try makeTempDirectory(in: dir, prefix: prefix, uid: uid, gid: gid)
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0, flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            if fd >= 0 { close(fd) }
+            removeTree(path)
+            throw SandboxError.failure("cannot lock the RAM temp \(path): \(Errno.current)")
+        }
+        return (path, OwnedFD(fd))
+    }
+
+    /// Removes the `prefix`* directories in `dir` that a launcher made and
+    /// left behind: owned by `owner`, not locked by a live session, and
+    /// untouched for `graceSeconds` (a launcher that has just made its
+    /// directory takes the lock a moment later; the grace covers that gap).
+    /// Anything else with the name (a symlink, another owner's directory)
+    /// is not ours and stays. Returns the paths removed.
+    static func sweepStaleTemps(in dir: String, prefix: String, owner: uid_t, graceSeconds: Int = 10) -> [String] {
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { return [] }
+        defer { close(dfd) }
+        var names: [String] = []
+        if let d = fdopendir(dup(dfd)) {
+            while let entry = readdir(d) {
+                let name = entryName(entry)
+                if name.hasPrefix(prefix) { names.append(name) }
+            }
+            closedir(d)
+        }
+        let now = time(nil)
+        var removed: [String] = []
+        for name in names {
+            // Decided on the opened directory, not the name: O_NOFOLLOW
+            // refuses a symlink, and fstat describes what we will lock.
+            let fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_uid == owner, now - st.st_mtim.tv_sec >= graceSeconds,
+                  flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
+            // Emptied through the fd we checked and locked, not by name again.
+            let walk = dup(fd)
+            if walk >= 0 { removeContents(taking: walk, device: st.st_dev) }
+            if unlinkat(dfd, name, AT_REMOVEDIR) == 0 { removed.append(dir + "/" + name) }
+        }
+        return removed
+    }
+
     /// Removes a tree the sandbox wrote, walking by fd: never follows a
     /// symlink, never crosses to another file system.
     static func removeTree(_ path: String) {
@@ -522,6 +597,11 @@ enum FileTree {
     private static func removeContents(_ parent: Int32, _ name: String, device: dev_t) {
         let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return }
+        removeContents(taking: fd, device: device)
+    }
+
+    /// Empties the directory open at `fd` (and closes it).
+    private static func removeContents(taking fd: Int32, device: dev_t) {
         guard let dir = fdopendir(fd) else { close(fd); return }
         defer { closedir(dir) }
         var names: [String] = []

@@ -25,21 +25,26 @@ extension Launcher {
     }
 
     /// As `supervise`, also saying which signal, if any, asked for the stop.
+    /// When `main` has ended, whatever it left running is killed: the session
+    /// is over (see `killLeftovers`).
     public static func supervised(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true) -> (exit: ChildExit, stopSignal: Int32?) {
         var stopSignal: Int32?
         let sigs = forwarded + [SIGCHLD]
         var exit: ChildExit?
         var alive = Set(companions)
         while exit == nil {
+            // Reap every child that has ended: `main`, a companion, or an
+            // orphan of the session reparented to us (we are its subreaper,
+            // see `prepare`), which would otherwise stay a zombie until we exit.
             var status: Int32 = 0
-            if cs_waitpid_nohang(main, &status) == main {
-                exit = cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
-                break
+            while exit == nil, case let pid = cs_wait_any_nohang(&status), pid > 0 {
+                if pid == main {
+                    exit = cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
+                } else if alive.remove(pid) != nil {
+                    printError("comfy-sandbox: the relay (pid \(pid)) exited; the UI is no longer served")
+                }
             }
-            for pid in alive where cs_waitpid_nohang(pid, &status) == pid {
-                alive.remove(pid)
-                printError("comfy-sandbox: the relay (pid \(pid)) exited; the UI is no longer served")
-            }
+            if exit != nil { break }
             var sig: Int32 = 0
             guard sigs.withUnsafeBufferPointer({ cs_sigwait_launcher($0.baseAddress, Int32($0.count), &sig) }) == 0 else { continue }
             if sig == SIGCHLD { continue }
@@ -51,7 +56,22 @@ extension Launcher {
             kill(pid, SIGTERM)
             _ = ChildExit.wait(pid)
         }
+        killLeftovers()
         return (exit!, stopSignal)
+    }
+
+    /// Ends what a finished session left running. A confined program can
+    /// start a process that outlives it (fork, setsid, exit: a miner that
+    /// should not survive `stop`). As the session's subreaper the launcher
+    /// inherits every such orphan, so it can find and SIGKILL them all, as
+    /// bwrap's PID namespace does when its init exits. Says so when it did.
+    @discardableResult
+    public static func killLeftovers() -> Int {
+        let n = Int(cs_kill_descendants())
+        if n > 0 {
+            printError("comfy-sandbox: killed \(n) process\(n == 1 ? "" : "es") the session left running")
+        }
+        return n
     }
 
     /// Runs `argv` confined in the foreground and returns its exit.
@@ -85,6 +105,48 @@ public enum LauncherPidFile {
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
         try AtomicFile.write(Data("\(getpid())\n".utf8), to: path(config), mode: 0o644)
+    }
+
+    public enum StopOutcome: Equatable, Sendable {
+        case notRunning
+        /// Ended within the timeout after SIGTERM.
+        case stopped(pid_t)
+        /// ComfyUI ignored SIGTERM: killed, and the launcher then ended.
+        case killedComfyUI(pid_t)
+        /// The launcher itself did not end: SIGKILLed.
+        case killed(pid_t)
+    }
+
+    /// Stops the launcher the pid file names: SIGTERM (it passes it on to
+    /// ComfyUI, waits, ends what ComfyUI left running and removes the RAM
+    /// temp). After `timeout` seconds, SIGKILL for the launcher's children
+    /// (ComfyUI, the relay, orphans it reaps), not for the launcher: killing
+    /// it would hand ComfyUI's own children to init, where they would keep
+    /// running. The launcher then cleans up as usual; only if it has not
+    /// ended 5 seconds later is it SIGKILLed itself.
+    public static func stop(_ config: Config, timeout: Int) -> StopOutcome {
+        guard let pid = running(config) else { return .notRunning }
+        func ended(within seconds: Int) -> Bool {
+            let deadline = Date().addingTimeInterval(TimeInterval(seconds))
+            repeat {
+                if kill(pid, 0) != 0 || running(config) == nil { return true }
+                usleep(50_000)
+            } while Date() < deadline
+            return false
+        }
+        kill(pid, SIGTERM)
+        if ended(within: timeout) { return .stopped(pid) }
+        var kids = [pid_t](repeating: 0, count: 512)
+        for _ in 0..<20 {
+            let n = Int(cs_list_children(pid, &kids, Int32(kids.count)))
+            if n <= 0 { break }
+            for k in kids[0..<n] { kill(k, SIGKILL) }
+            usleep(20_000)
+        }
+        if ended(within: 5) { return .killedComfyUI(pid) }
+        kill(pid, SIGKILL)
+        unlink(path(config))
+        return .killed(pid)
     }
 
     public static func remove(_ config: Config) {
