@@ -9,7 +9,8 @@ public struct Uninstall: ParsableCommand {
         abstract: "Remove the service, sandbox user, installed code and state (shared data stays).",
         discussion: """
         Removes, and lists as it goes: the systemd unit (stopped and disabled first),
-        the sandbox user and its home, the traverse ACL entries provision added, the
+        a launcher started without systemd (stopped as `stop` does), RAM temps in
+        /dev/shm that no session holds, the sandbox user and its home, the traverse ACL entries provision added, the
         shared group (only when provision created it and it has no members beyond the
         configured ones), comfyui.path, its Python environment, and state_dir. The
         shares and their data stay unless --purge-data. Holds the state lock.
@@ -42,6 +43,16 @@ public struct Uninstall: ParsableCommand {
             }
         }
 
+        // A launcher started without systemd (`comfy-sandbox start`) runs as
+        // root with ComfyUI as the sandbox user: userdel would refuse while it
+        // runs, and its RAM temp would outlive the account.
+        switch LauncherPidFile.stop(config, timeout: 20) {
+        case .notRunning: break
+        case .stopped(let pid): print("stopped the running launcher (pid \(pid))")
+        case .killedComfyUI(let pid): print("stopped the running launcher (pid \(pid)); ComfyUI ignored SIGTERM and was killed")
+        case .killed(let pid): print("killed the running launcher (pid \(pid)): it did not stop")
+        }
+
         let group = AccountLookup.group(config.sharedGroup.name)
         // Traverse ACL entries provision may have added on the primary user's home and below.
         if let group, let primary = AccountLookup.user(config.primaryUser) {
@@ -62,6 +73,9 @@ public struct Uninstall: ParsableCommand {
                 throw SandboxError.failure("the user \(user.name) \(problem); not removing an account comfy-sandbox would not have made",
                                            hint: "remove it yourself if it is a leftover (`userdel \(user.name)`)")
             }
+            // RAM temps of this user that no live session holds (left by a
+            // launcher that was killed): nothing else would remove them.
+            for stale in Launcher.sweepRAMTemps(user: user) { print("removing \(stale)") }
             print("removing the user \(user.name)")
             try HostCommand("/usr/sbin/userdel", [user.name]).check("removing the user \(user.name)")
         }

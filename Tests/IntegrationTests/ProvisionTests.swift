@@ -183,6 +183,33 @@ struct ProvisionTests {
         #expect(!acl.contains("group:\(gid):"), "the traverse ACL entry is gone: \(acl)")
     }
 
+    @Test("uninstall stops a launcher started without systemd first (userdel would refuse while it runs)")
+    func uninstallStopsLauncher() throws {
+        let w = try World.provisioned("prov-uninstall-running", provision: false)
+        var config = w.defaultConfig()
+        config["launcher"] = ["port": LauncherWorld.freePort(), "gpu": "none"] as [String: Any]
+        try w.writeConfig(config)
+        #expect(try w.comfy(World.provisionFoundation).status == 0)
+        let comfy = "\(w.opt)/comfy-sandbox/ComfyUI"
+        #expect(try w.sh("mkdir -p \(comfy)/user && cp \(LauncherWorld.standIn) \(comfy)/main.py && chown comfyui_sandbox \(comfy)/user").succeeded)
+        let start = try w.comfy(["start"])
+        try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
+        let pidText = try String(contentsOfFile: w.state + "/launcher.pid", encoding: .utf8)
+        let launcherPid = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { kill(launcherPid, SIGKILL) }
+        let r = try w.comfy(["uninstall"])
+        #expect(r.status == 0, "\(r.stdoutText) \(r.stderrText)")
+        #expect(r.stdoutText.contains("stopped the running launcher (pid \(launcherPid))"), "\(r.stdoutText)")
+        // It removes its pid file just before it exits: give it that moment.
+        func gone() -> Bool {
+            let stat = (try? String(contentsOfFile: "/proc/\(launcherPid)/stat", encoding: .utf8)) ?? ""
+            return stat.isEmpty || stat.contains(") Z")
+        }
+        for _ in 0..<50 where !gone() { usleep(50_000) }
+        #expect(gone(), "the launcher is gone")
+        #expect(w.uid(World.sandboxUser) == nil)
+    }
+
     @Test("uninstall keeps an adopted group; --purge-data removes the shares")
     func uninstallAdoptedPurge() throws {
         let w = try World.provisioned("prov-purge", provision: false)
