@@ -69,7 +69,7 @@ struct PlanTests {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: dir + "/data/models", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/data/models", contents: Data("x".utf8))
         #expect(throws: SandboxError.self) { try TreePlanner().changes(for: config(dir), context: PlanContext(dryRun: true)) }
         do { _ = try TreePlanner().changes(for: config(dir), context: PlanContext(dryRun: true)) } catch let e as SandboxError {
             #expect(e.message.contains("shares[0].path") && e.message.contains("a regular file"), "\(e.message)")
