@@ -53,9 +53,9 @@ public struct Launch: ParsableCommand {
                 Launcher.killLeftovers()
                 throw error
             }
-            printError("comfy-sandbox: serving http://\(config.launcher.listen):\(Relay.boundPort(listening.raw))/ through the relay (egress locked to the sandbox's loopback)")
+            printError("comfy-sandbox: serving http://\(IPEndpoint.urlAuthority(config.launcher.listen, Int(Relay.boundPort(listening.raw))))/ through the relay (egress locked to the sandbox's loopback)")
         } else {
-            printError("comfy-sandbox: ComfyUI listens on http://\(config.launcher.listen):\(port)/ (launcher.network = host)")
+            printError("comfy-sandbox: ComfyUI listens on http://\(IPEndpoint.urlAuthority(config.launcher.listen, Int(port)))/ (launcher.network = host)")
         }
         let (exit, stopSignal) = Launcher.supervised(main: pid, companions: companions)
         session.cleanup()

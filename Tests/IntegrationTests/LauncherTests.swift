@@ -343,6 +343,28 @@ struct LauncherLaunchTests {
         #expect(!HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/").ok)
     }
 
+    @Test("launcher.listen ::1: the relay serves on [::1]:port (and only there); WebSocket works", .requiresRoot)
+    func listenIPv6() throws {
+        let w = try LauncherWorld()
+        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+        launcher["listen"] = "::1"
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        let start = try w.world.comfy(["start"])
+        try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
+        defer { _ = try? w.world.comfy(["stop"]) }
+        var status = HTTPProbe.get(host: "::1", port: UInt16(w.port), path: "/status")
+        for _ in 0..<50 where !status.ok {
+            usleep(100_000)
+            status = HTTPProbe.get(host: "::1", port: UInt16(w.port), path: "/status")
+        }
+        #expect(status.ok, "GET /status on [::1] through the relay: \(status.detail)")
+        #expect(HTTPProbe.websocketEcho(host: "::1", port: UInt16(w.port), message: "v6").ok)
+        #expect(!HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/").ok, "IPv4 loopback is not served")
+        let st = try w.world.comfy(["status"])
+        #expect(st.stdoutText.contains("http://[::1]:\(w.port)/"), "\(st.stdoutText)")
+    }
+
     @Test("stop: a ComfyUI that ignores SIGTERM is killed with what it started; the launcher cleans up and exits", .requiresRoot)
     func stopStubborn() throws {
         let w = try LauncherWorld()

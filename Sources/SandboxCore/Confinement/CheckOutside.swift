@@ -132,7 +132,8 @@ extension SandboxCheck {
             _ = ChildExit.wait(relay)
             relayPid = nil
         }
-        Launcher.killLeftovers()
+        // Quiet: what it kills here is the check's own fixture (below).
+        Launcher.killLeftovers(quiet: true)
         // The inside double-forked a `sleep 600` into a session of its own:
         // the session's end must have taken it too.
         let attempt = "leave a process running after the session ends (setsid, double fork)"
@@ -180,17 +181,12 @@ public enum HTTPProbe {
     public struct Outcome { public var ok: Bool; public var detail: String; public var body: String }
 
     static func connectTo(_ host: String, _ port: UInt16) -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &addr.sin_addr)
+        guard let endpoint = IPEndpoint(host: host, port: port) else { errno = EINVAL; return -1 }
+        let fd = endpoint.streamSocket()
+        guard fd >= 0 else { return -1 }
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if rc != 0 { close(fd); return -1 }
+        if endpoint.withSockaddr({ connect(fd, $0, $1) }) != 0 { let e = errno; close(fd); errno = e; return -1 }
         return fd
     }
 
@@ -203,9 +199,9 @@ public enum HTTPProbe {
 
     public static func get(host: String, port: UInt16, path: String) -> Outcome {
         let fd = connectTo(host, port)
-        guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(host):\(port): \(Errno.current)", body: "") }
+        guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(IPEndpoint.urlAuthority(host, Int(port))): \(Errno.current)", body: "") }
         defer { close(fd) }
-        SandboxCheck.writeAll(fd, Array("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n\r\n".utf8))
+        SandboxCheck.writeAll(fd, Array("GET \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host)\r\nConnection: close\r\n\r\n".utf8))
         let text = readAll(fd)
         let status = text.split(separator: "\r\n").first.map(String.init) ?? "no response"
         let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
@@ -214,10 +210,10 @@ public enum HTTPProbe {
 
     public static func websocketEcho(host: String, port: UInt16, message: String, path: String = "/ws") -> Outcome {
         let fd = connectTo(host, port)
-        guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(host):\(port): \(Errno.current)", body: "") }
+        guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(IPEndpoint.urlAuthority(host, Int(port))): \(Errno.current)", body: "") }
         defer { close(fd) }
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-        SandboxCheck.writeAll(fd, Array(("GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        SandboxCheck.writeAll(fd, Array(("GET \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                          + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
         let head = SandboxCheck.readHead(fd)
         guard head.hasPrefix("HTTP/1.1 101") else {

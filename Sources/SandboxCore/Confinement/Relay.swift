@@ -15,24 +15,18 @@ public enum Relay {
     public static let maxConnections = 256
     public static let nobody: (uid_t, gid_t) = (65534, 65534)
 
-    /// Binds and listens on host:port as the caller (root, host namespace).
+    /// Binds and listens on host:port (IPv4 or IPv6) as the caller (root, host namespace).
     public static func listen(host: String, port: UInt16) throws -> OwnedFD {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &addr.sin_addr) == 1 else {
-            throw SandboxError.config("launcher.listen \(host) is not an IPv4 address")
+        guard let endpoint = IPEndpoint(host: host, port: port) else {
+            throw SandboxError.config("launcher.listen \(host) is not an IP address")
         }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = endpoint.streamSocket()
         guard fd >= 0 else { throw SandboxError.failure("socket: \(Errno.current)") }
         let owned = OwnedFD(fd)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            throw SandboxError.failure("cannot listen on \(host):\(port) (launcher.listen/launcher.port): \(Errno.current)",
+        guard endpoint.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
+            throw SandboxError.failure("cannot listen on \(IPEndpoint.urlAuthority(endpoint.host, Int(port))) (launcher.listen/launcher.port): \(Errno.current)",
                                        hint: "is ComfyUI already running? `comfy-sandbox stop`, or pick another launcher.port")
         }
         guard Glibc.listen(fd, 128) == 0 else { throw SandboxError.failure("listen: \(Errno.current)") }
@@ -50,14 +44,7 @@ public enum Relay {
     }
 
     /// The port a bound socket got.
-    public static func boundPort(_ fd: Int32) -> UInt16 {
-        var addr = sockaddr_in()
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        return UInt16(bigEndian: addr.sin_port)
-    }
+    public static func boundPort(_ fd: Int32) -> UInt16 { IPEndpoint.boundPort(fd) }
 
     /// Starts the relay process. Returns its pid.
     public static func spawn(listening: OwnedFD, targetPort: UInt16, networkNamespace: OwnedFD?, config: Config) throws -> pid_t {

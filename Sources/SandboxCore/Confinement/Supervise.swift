@@ -66,9 +66,9 @@ extension Launcher {
     /// inherits every such orphan, so it can find and SIGKILL them all, as
     /// bwrap's PID namespace does when its init exits. Says so when it did.
     @discardableResult
-    public static func killLeftovers() -> Int {
+    public static func killLeftovers(quiet: Bool = false) -> Int {
         let n = Int(cs_kill_descendants())
-        if n > 0 {
+        if n > 0 && !quiet {
             printError("comfy-sandbox: killed \(n) process\(n == 1 ? "" : "es") the session left running")
         }
         return n

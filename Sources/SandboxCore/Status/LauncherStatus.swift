@@ -32,12 +32,12 @@ public enum LauncherStatus {
         }
         items.append(StatusItem(s, "landlock", landlockValue, ok: landlockOK))
         items.append(StatusItem(s, "network", l.network == .loopbackOnly
-                                ? "loopback-only: own network namespace with only lo; UI relayed from the host's \(l.listen):\(l.port)"
+                                ? "loopback-only: own network namespace with only lo; UI relayed from the host's \(IPEndpoint.urlAuthority(l.listen, l.port))"
                                 : "host: shares the host's network (Landlock limits binding)"))
         let gpu = GPUSelection.select(l.gpu, prepareNodes: false)
         items.append(StatusItem(s, "gpu", gpu.indexes.isEmpty ? "none (launcher.gpu = \(GPUSelection.describe(l.gpu)))"
                                                             : "\(gpu.indexes.map { "nvidia\($0)" }.joined(separator: ", ")) (launcher.gpu = \(GPUSelection.describe(l.gpu)))"))
-        items.append(StatusItem(s, "listen", "http://\(l.listen):\(l.port)/"))
+        items.append(StatusItem(s, "listen", "http://\(IPEndpoint.urlAuthority(l.listen, l.port))/"))
         if let pid = LauncherPidFile.running(config) {
             items.append(StatusItem(s, "running", "yes, launcher pid \(pid) (\(LauncherPidFile.path(config)))"))
         } else {
