@@ -190,10 +190,19 @@ public enum HTTPProbe {
         return fd
     }
 
+    /// Everything until EOF. A signal (EINTR) does not end it; the socket's
+    /// 10 s receive timeout (EAGAIN) or an error does, with what came so far:
+    /// the callers judge the status line, which a cut-off reply still has or
+    /// visibly lacks.
     static func readAll(_ fd: Int32) -> String {
         var data = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 65536)
-        while true { let n = read(fd, &chunk, chunk.count); if n <= 0 { break }; data += chunk[..<n] }
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data += chunk[..<n]
+        }
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -63,25 +63,38 @@ public enum SafeFS {
         }
     }
 
-    /// Opens an existing directory by absolute path, component by component
-    /// from "/", refusing symlinks anywhere on the way. nil when it does not
-    /// exist; throws when something else is in the way.
-    public static func openDirectory(_ path: String) throws -> Int32? {
+    /// Walks `path` from "/" one component at a time with `openBeneath` (no
+    /// symlink anywhere on the way), closing each parent behind it. A
+    /// component that does not exist goes to `missing`, which may make it and
+    /// return its fd, or return nil to end the walk (the result is then nil).
+    /// Throws what is in the way: a symlink, a file, an error.
+    private static func walk(_ path: String,
+                             missing: (_ parent: Int32, _ name: String, _ walked: String) throws -> Int32?) throws -> Int32? {
         var fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.failure("cannot open /: \(Errno.current)") }
         var walked = ""
         for comp in components(path) {
             walked += "/" + comp
-            let next = openBeneath(fd, comp, flags: O_RDONLY | O_DIRECTORY)
+            var next = openBeneath(fd, comp, flags: O_RDONLY | O_DIRECTORY)
             let e = errno
-            close(fd)
-            if next < 0 {
-                if e == ENOENT { return nil }
-                throw pathError(walked, e)
+            if next < 0 && e == ENOENT {
+                let made: Int32?
+                do { made = try missing(fd, comp, walked) } catch { close(fd); throw error }
+                guard let made else { close(fd); return nil }
+                next = made
             }
+            close(fd)
+            if next < 0 { throw pathError(walked, e) }
             fd = next
         }
         return fd
+    }
+
+    /// Opens an existing directory by absolute path, component by component
+    /// from "/", refusing symlinks anywhere on the way. nil when it does not
+    /// exist; throws when something else is in the way.
+    public static func openDirectory(_ path: String) throws -> Int32? {
+        try walk(path) { _, _, _ in nil }
     }
 
     static func pathError(_ path: String, _ e: Int32) -> SandboxError {
@@ -104,34 +117,23 @@ public enum SafeFS {
     /// missing ones with `owner(depth-path)` and `mode`. Returns an fd of the
     /// final directory. Existing directories are left as they are.
     public static func ensureDirectory(_ path: String, created: (String) -> (uid: uid_t, gid: gid_t, mode: mode_t)) throws -> Int32 {
-        var fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw SandboxError.failure("cannot open /: \(Errno.current)") }
-        var walked = ""
-        for comp in components(path) {
-            walked += "/" + comp
-            var next = openBeneath(fd, comp, flags: O_RDONLY | O_DIRECTORY)
-            if next < 0 && errno == ENOENT {
-                let want = created(walked)
-                if mkdirat(fd, comp, 0o700) != 0 && errno != EEXIST {
-                    let e = errno
-                    close(fd)
-                    throw SandboxError.failure("cannot create \(walked): \(Errno(e))")
-                }
-                next = openBeneath(fd, comp, flags: O_RDONLY | O_DIRECTORY)
-                if next >= 0 {
-                    // Set owner first: chown may clear mode bits, chmod then sets them all.
-                    if fchown(next, want.uid, want.gid) != 0 || fchmod(next, want.mode) != 0 {
-                        let e = errno
-                        close(next); close(fd)
-                        throw SandboxError.failure("cannot set owner/mode of \(walked): \(Errno(e))")
-                    }
-                }
+        let fd = try walk(path) { parent, comp, walked in
+            let want = created(walked)
+            if mkdirat(parent, comp, 0o700) != 0 && errno != EEXIST {
+                throw SandboxError.failure("cannot create \(walked): \(Errno.current)")
             }
-            let e = errno
-            close(fd)
-            if next < 0 { throw pathError(walked, e) }
-            fd = next
+            let next = openBeneath(parent, comp, flags: O_RDONLY | O_DIRECTORY)
+            guard next >= 0 else { throw pathError(walked, errno) }
+            // Set owner first: chown may clear mode bits, chmod then sets them all.
+            if fchown(next, want.uid, want.gid) != 0 || fchmod(next, want.mode) != 0 {
+                let e = errno
+                close(next)
+                throw SandboxError.failure("cannot set owner/mode of \(walked): \(Errno(e))")
+            }
+            return next
         }
+        // `missing` never ends the walk early, so there is always an fd.
+        guard let fd else { throw SandboxError.failure("cannot open \(path)") }
         return fd
     }
 
