@@ -8,7 +8,8 @@ CS_BIN="${CS_BIN:-$PWD/dist/comfy-sandbox}"
 BW="$(mktemp -d /tmp/cs-bench-XXXXXX)"
 chmod 755 "$BW"
 trap 'rm -rf --one-file-system "$BW"' EXIT
-cp -a /etc "$BW/etc"
+source scripts/world-lib.sh
+world_copy_etc "$BW"
 mkdir -p "$BW/home" "$BW/state" "$BW/opt/comfy-sandbox/ComfyUI/user"
 chmod 755 "$BW/home" "$BW/opt" "$BW/opt/comfy-sandbox"
 cp fixtures/comfyui-standin/main.py "$BW/opt/comfy-sandbox/ComfyUI/main.py"
@@ -23,9 +24,7 @@ cat > "$BW/config.json" <<JSON
  "custom_nodes":[],"launcher":{"port":$BENCH_PORT}}
 JSON
 CONFIG="$BW/config.json"
-in_world() {
-  WORLD="$BW" unshare --mount --propagation private sh -c 'mount --bind "$WORLD/etc" /etc && exec "$@"' sh "$@"
-}
+in_world() { world_run "$BW" "$@"; }
 in_world sh -c "
   groupadd comfyshared
   useradd -m -d $BW/home/alice -s /bin/bash -U alice && chmod 711 $BW/home/alice && usermod -aG comfyshared alice

@@ -15,7 +15,8 @@ DAEMON_PID=""
 cleanup() { [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null; wait 2>/dev/null; rm -rf --one-file-system "$T"; }
 trap cleanup EXIT
 export HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1
-cp -a /etc "$T/etc"
+source scripts/world-lib.sh
+world_copy_etc "$T"
 mkdir -p "$T/served" "$T/work" "$T/opt/ComfyUI" "$T/state"
 chmod 755 "$T/opt" "$T/opt/ComfyUI"
 
@@ -62,7 +63,7 @@ print(json.dumps({
 }))
 PY
 
-in_world() { WORLD="$T" unshare --mount --propagation private /bin/sh -c 'mount --bind "$WORLD/etc" /etc && exec "$@"' sh "$@"; }
+in_world() { world_run "$T" "$@"; }
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

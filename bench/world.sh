@@ -4,18 +4,13 @@
 # module change only the copy and the host stays untouched.
 #   enter_world "$@"     # re-executes the script inside the world; sets WORLD
 #   world_config NAME PRIMARY SHARE_PATH...   # writes $WORLD/NAME.json
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/world-lib.sh"
 enter_world() {
-  if [ "$(id -u)" != 0 ]; then echo "$(basename "$0"): needs root (accounts are made inside a throwaway world)" >&2; exit 1; fi
-  if [ "${CS_WORLD_INSIDE:-}" != 1 ]; then
-    export CS_WORLD_INSIDE=1
-    exec unshare --mount --propagation private "$0" "$@"
-  fi
+  world_reexec CS_WORLD_INSIDE "$@"
   WORLD="$(mktemp -d /tmp/cs-bench.XXXXXX)"
   chmod 0755 "$WORLD"
   export WORLD
-  cp -a /etc "$WORLD/etc"
-  mount --make-rprivate /
-  mount --bind "$WORLD/etc" /etc
+  world_bind_etc "$WORLD"
   mkdir -p "$WORLD/home" "$WORLD/opt" "$WORLD/data"
   chmod 0755 "$WORLD/home" "$WORLD/opt" "$WORLD/data"
   trap 'umount /etc 2>/dev/null; rm -rf --one-file-system "$WORLD"' EXIT

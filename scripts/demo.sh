@@ -15,20 +15,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CS_BIN="${CS_BIN:-$ROOT/dist/comfy-sandbox}"
 
-if [ "$(id -u)" != 0 ]; then
-  echo "demo: needs root (it creates users, but only inside its own world); run: sudo make demo" >&2
-  exit 1
-fi
+source "$ROOT/scripts/world-lib.sh"
+world_require_root
 if [ ! -x "$CS_BIN" ]; then
   echo "demo: $CS_BIN is missing; run: make build (or set CS_BIN)" >&2
   exit 1
 fi
 
-if [ "${CS_DEMO_INSIDE:-}" != 1 ]; then
-  # Re-run this script in its own mount namespace.
-  export CS_DEMO_INSIDE=1
-  exec unshare --mount --propagation private "$0" "$@"
-fi
+world_reexec CS_DEMO_INSIDE "$@"
 
 WORLD="$(mktemp -d /tmp/comfy-sandbox-demo.XXXXXX)"
 chmod 0755 "$WORLD"
@@ -42,9 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== world: $WORLD (private mount namespace, own /etc)"
-cp -a /etc "$WORLD/etc"
-mount --make-rprivate /
-mount --bind "$WORLD/etc" /etc
+world_bind_etc "$WORLD"
 mkdir -p "$WORLD/home" "$WORLD/opt" "$WORLD/git"
 chmod 0755 "$WORLD/home" "$WORLD/opt"
 
