@@ -299,3 +299,61 @@ pid_t cs_spawn_abandoned_sleeper(void) {
     while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {}
     return n == (ssize_t)sizeof sleeper ? sleeper : -1;
 }
+
+// Children of this process whose real uid is `uid`, zombies included (so that
+// they can be reaped), from /proc/PID/status: not the owner of /proc/PID,
+// which turns to root when a process makes itself non-dumpable.
+static int list_children_of_uid(uid_t uid, pid_t *out, int *zombie, int max) {
+    pid_t self = getpid();
+    DIR *d = opendir("/proc");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < max) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0) continue;
+        char path[64], buf[2048];
+        snprintf(path, sizeof path, "/proc/%ld/status", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0) continue;
+        buf[len] = '\0';
+        char *sp = strstr(buf, "\nState:"), *pp = strstr(buf, "\nPPid:"), *up = strstr(buf, "\nUid:");
+        if (!sp || !pp || !up) continue;
+        long ppid = strtol(pp + 6, NULL, 10);
+        long ruid = strtol(up + 5, NULL, 10);
+        if (ppid == self && ruid == (long)uid) {
+            zombie[n] = strchr(" \t", sp[7]) && (sp[8] == 'Z' || sp[8] == 'X');
+            out[n++] = (pid_t)pid;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int cs_end_orphans_of_uid(uid_t uid, const pid_t *keep, int n_keep) {
+    int killed = 0;
+    for (int round = 0; round < 1000; round++) {
+        pid_t kids[512];
+        int zombie[512];
+        int found = list_children_of_uid(uid, kids, zombie, 512), n = 0;
+        for (int i = 0; i < found; i++) {
+            int kept = 0;
+            for (int j = 0; j < n_keep; j++) kept |= kids[i] == keep[j];
+            if (!kept) { kids[n] = kids[i]; zombie[n] = zombie[i]; n++; }
+        }
+        if (n <= 0) return killed;
+        // A zombie is only reaped; a live one is killed first. Its children
+        // come to us as it dies, and to the next round.
+        for (int i = 0; i < n; i++)
+            if (!zombie[i] && kill(kids[i], SIGKILL) == 0) killed++;
+        for (int i = 0; i < n; i++) {
+            int status;
+            while (waitpid(kids[i], &status, 0) < 0 && errno == EINTR) {}
+        }
+    }
+    return killed;
+}

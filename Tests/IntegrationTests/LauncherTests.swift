@@ -710,4 +710,43 @@ struct InstallConfinementTests {
         #expect(r.stdoutText.contains("1"), "seccomp on: \(r.stdoutText)")
         #expect(FileManager.default.fileExists(atPath: staging + "/ok"))
     }
+
+    @Test("what an install leaves running (a double-forked sleeper, one holding the output pipe, one made non-dumpable) is killed", .requiresRoot)
+    func installLeftovers() throws {
+        let w = SharedLauncherWorld.loopback
+        // What a hostile setup.py could do: detach processes that outlive pip.
+        // One keeps stderr (the pipe we read) open; one turns non-dumpable,
+        // which hands its /proc entry to root.
+        let script = """
+        import ctypes, os, sys
+        def detach(keep_stderr, nondumpable):
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    if nondumpable:
+                        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)   # PR_SET_DUMPABLE 0
+                    print(os.getpid(), flush=True)
+                    null = os.open('/dev/null', os.O_RDWR)
+                    os.dup2(null, 0); os.dup2(null, 1)
+                    if not keep_stderr: os.dup2(null, 2)
+                    os.execv('/bin/sleep', ['sleep', '300'])
+                os._exit(0)
+            os.wait()
+        detach(True, False)
+        detach(False, True)
+        """
+        let start = Date()
+        let r = try w.world.run([World.binary, "__internal", "install-probe", "--config", w.world.configPath,
+                                 "--", "/usr/bin/python3", "-c", script], timeout: 120)
+        #expect(r.succeeded, "\(r.stderrText)")
+        #expect(Date().timeIntervalSince(start) < 30, "a leftover holding the pipe must not hang the install")
+        let pids = r.stdoutText.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
+        try #require(pids.count == 2, "\(r.stdoutText)")
+        for pid in pids {
+            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            #expect(!cmdline.hasPrefix("sleep"), "pid \(pid) outlived the install")
+            if cmdline.hasPrefix("sleep") { kill(pid, SIGKILL) }
+        }
+        #expect(r.stderrText.contains("killed 2 processes python3 left running as the sandbox user"), "\(r.stderrText)")
+    }
 }

@@ -206,6 +206,12 @@ int cs_wait_any_nohang(int *status);
 int cs_kill_descendants(void);
 /// Up to `max` live children of `parent`, from /proc; -1 without /proc.
 int cs_list_children(pid_t parent, pid_t *out, int max);
+/// SIGKILLs and reaps this process's children that run as `uid`, except
+/// `keep`, round after round (their own children come to us as they die,
+/// when we are a subreaper) until none is left. For a process that runs
+/// other children at the same time: it ends one confined run's orphans
+/// without touching the rest. Returns how many it signalled.
+int cs_end_orphans_of_uid(uid_t uid, const pid_t *keep, int n_keep);
 /// check-sandbox: starts `sleep 600` in a session of its own through a
 /// double fork (nobody's child); returns its pid or -1.
 pid_t cs_spawn_abandoned_sleeper(void);

@@ -40,6 +40,15 @@ public struct HostCommand: Sendable {
     }
 
     /// Runs to completion. Throws only when the program could not be started.
+    ///
+    /// With a `confinement` the program is untrusted (a requirement's
+    /// setup.py, say), and it may start something that outlives it: fork,
+    /// setsid, exit, a miner left running after the install. So this process
+    /// becomes a subreaper (orphans come to it, not to init), and when the
+    /// program exits its orphans that run as the confinement's uid are
+    /// killed and reaped, before the pipes are read to the end (a leftover
+    /// holding them open cannot hang us). Other children of this process
+    /// (a parallel git clone, another confined run) are left alone.
     @discardableResult
     public func run(confinement: Confinement? = nil) throws -> Result {
         var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1], inPipe: [Int32] = [-1, -1]
@@ -56,6 +65,7 @@ public struct HostCommand: Sendable {
                              workingDirectory: workingDirectory,
                              stdin: stdinFD, stdout: outPipe[1], stderr: errPipe[1],
                              newSession: true, confinement: confinement)
+        if confinement != nil { _ = cs_become_subreaper() }
         let pid: pid_t
         do {
             pid = try spec.spawn()
@@ -81,23 +91,52 @@ public struct HostCommand: Sendable {
                 close(fd)
             }
         }
-        let (out, err) = Self.drain(outPipe[0], errPipe[0])
         var status: Int32 = 0
-        _ = cs_wait(pid, &status)
+        let out: Data, err: Data
+        if let confinement {
+            ConfinedRuns.started(pid)
+            var exited = false
+            (out, err) = Self.drain(outPipe[0], errPipe[0], poll: 100) {
+                // Once the program has exited, end what it left behind; the
+                // pipes then close unless something else holds them.
+                guard !exited, cs_waitpid_nohang(pid, &status) == pid else { return exited }
+                exited = true
+                ConfinedRuns.ended(pid)
+                let n = ConfinedRuns.endOrphans(uid: confinement.uid)
+                if n > 0 {
+                    printError("comfy-sandbox: killed \(n) process\(n == 1 ? "" : "es") \(Paths.lastComponent(path)) left running as the sandbox user")
+                }
+                return true
+            }
+            if !exited {
+                _ = cs_wait(pid, &status)
+                ConfinedRuns.ended(pid)
+                ConfinedRuns.endOrphans(uid: confinement.uid)
+            }
+        } else {
+            (out, err) = Self.drain(outPipe[0], errPipe[0])
+            _ = cs_wait(pid, &status)
+        }
         if cs_wifsignaled(status) != 0 {
             return Result(status: 128 + cs_wtermsig(status), signal: cs_wtermsig(status), stdout: out, stderr: err)
         }
         return Result(status: cs_wexitstatus(status), signal: nil, stdout: out, stderr: err)
     }
 
-    /// Reads two pipes to EOF with poll(2), so neither can fill and block the child.
-    static func drain(_ a: Int32, _ b: Int32) -> (Data, Data) {
+    /// Reads two pipes to EOF with poll(2), so neither can fill and block the
+    /// child. With `tick`, calls it every `poll` ms; once it has returned
+    /// true (the program is over), draining stops at EOF or 5 s later,
+    /// whichever comes first.
+    static func drain(_ a: Int32, _ b: Int32, poll interval: Int32 = -1, tick: (() -> Bool)? = nil) -> (Data, Data) {
         var bufs = [Data(), Data()]
         var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
         var chunk = [UInt8](repeating: 0, count: 65536)
         var open = 2
+        var deadline: Int?
         while open > 0 {
-            let r = poll(&fds, 2, -1)
+            if let tick, tick(), deadline == nil { deadline = Self.monotonicMilliseconds() + 5000 }
+            if let deadline, Self.monotonicMilliseconds() >= deadline { break }
+            let r = poll(&fds, 2, tick == nil ? -1 : interval)
             if r < 0 { if errno == EINTR { continue }; break }
             for i in 0..<2 where fds[i].fd >= 0 && fds[i].revents != 0 {
                 let n = read(fds[i].fd, &chunk, chunk.count)
@@ -112,6 +151,12 @@ public struct HostCommand: Sendable {
         return (bufs[0], bufs[1])
     }
 
+    static func monotonicMilliseconds() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
+    }
+
     /// Runs and throws a failure naming the command and its stderr when it exits non-zero.
     @discardableResult
     public func check(_ what: String, confinement: Confinement? = nil) throws -> Result {
@@ -122,5 +167,26 @@ public struct HostCommand: Sendable {
                                        + (detail.isEmpty ? "" : ": \(detail)"))
         }
         return r
+    }
+}
+
+
+/// The confined programs this process is running now (see `HostCommand.run`):
+/// what ending one run's orphans must not touch.
+enum ConfinedRuns {
+    private static let lock = Condition()
+    nonisolated(unsafe) private static var live: Set<pid_t> = []
+
+    static func started(_ pid: pid_t) { lock.lock(); live.insert(pid); lock.unlock() }
+    static func ended(_ pid: pid_t) { lock.lock(); live.remove(pid); lock.unlock() }
+
+    /// Kills and reaps this process's children running as `uid` that are not
+    /// a live confined program; returns how many were running.
+    @discardableResult
+    static func endOrphans(uid: uid_t) -> Int {
+        lock.lock()
+        let keep = Array(live)
+        lock.unlock()
+        return Int(keep.withUnsafeBufferPointer { cs_end_orphans_of_uid(uid, $0.baseAddress, Int32($0.count)) })
     }
 }
