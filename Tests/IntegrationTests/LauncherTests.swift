@@ -451,6 +451,31 @@ struct LauncherLaunchTests {
         #expect(check.status == 3, "\(check.stdoutText)")
     }
 
+    @Test("comfyui.python inside an existing venv: the venv's site-packages are readable under Landlock", .requiresRoot)
+    func existingVenvPython() throws {
+        let w = try LauncherWorld()
+        let venv = w.world.opt + "/torch-venv"
+        let made = try w.world.sh("""
+            set -e
+            /usr/bin/python3 -m venv --without-pip \(venv)
+            site=$(\(venv)/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+            mkdir -p "$site" && echo 'WHERE = "venv"' > "$site/cs_venv_probe.py"
+            chmod -R a+rX \(venv)
+            """)
+        try #require(made.succeeded, "\(made.stderrText)")
+        var comfy = w.config["comfyui"] as? [String: Any] ?? [:]
+        comfy["python"] = venv + "/bin/python3"
+        w.config["comfyui"] = comfy
+        try w.world.writeConfig(w.config)
+        let r = try w.run([venv + "/bin/python3", "-c", "import cs_venv_probe; print(cs_venv_probe.WHERE)"])
+        #expect(r.status == 0 && r.stdoutText.contains("venv"), "\(r.stdoutText) \(r.stderrText)")
+        // Only that venv: a sibling directory stays closed.
+        let sibling = try w.world.sh("mkdir -p \(w.world.opt)/other && echo x > \(w.world.opt)/other/f && chmod -R a+rX \(w.world.opt)/other")
+        try #require(sibling.succeeded)
+        let closed = try w.run(["/bin/cat", w.world.opt + "/other/f"])
+        #expect(closed.status != 0, "\(closed.stdoutText)")
+    }
+
     @Test("host network mode: no namespace, bind still limited to launcher.port", .requiresRoot)
     func hostMode() throws {
         let w = try LauncherWorld(network: "host")

@@ -292,6 +292,13 @@ public enum Launcher {
         return prefix == "/" || prefix.isEmpty ? nil : prefix
     }
 
+    /// The venv `python` belongs to (…/venv/bin/python, with …/venv/pyvenv.cfg),
+    /// named as configured, not resolved: a venv's python is a symlink out of it.
+    static func venvOf(_ python: String) -> String? {
+        let dir = Paths.deletingLastComponent(Paths.deletingLastComponent(python))
+        return !dir.isEmpty && dir != "/" && Paths.exists(dir + "/pyvenv.cfg") ? dir : nil
+    }
+
     /// The Landlock path rules for a session.
     public static func rules(_ config: Config, purpose: Purpose, temp: String, gpu: GPUSelection) -> [Landlock.PathRule] {
         typealias R = Landlock.PathRule
@@ -304,6 +311,10 @@ public enum Launcher {
             if let prefix = pythonPrefix(python), !prefix.hasPrefix("/usr/") && prefix != "/usr" {
                 rules.append(R(prefix, .readExecute))
             }
+            // comfyui.python may itself be a venv's (an existing torch venv):
+            // its bin/python links to the base interpreter, so the real prefix
+            // is the base's, and the venv's own site-packages must be named.
+            if let venv = venvOf(python) { rules.append(R(venv, .readExecute)) }
         }
         rules.append(R(config.venvPath, .readExecute))
         // ComfyUI's code: read and execute, never write...
