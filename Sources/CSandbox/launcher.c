@@ -357,3 +357,33 @@ int cs_end_orphans_of_uid(uid_t uid, const pid_t *keep, int n_keep) {
     }
     return killed;
 }
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+int cs_kill_children_of(pid_t parent) {
+    // For a process that is not the parent (stop): between listing a child
+    // and signalling it, the parent may reap it and its pid be reused. So
+    // pin the process with a pidfd, check it is still `parent`'s child, and
+    // signal through the pidfd: if the listed process is gone, the signal
+    // goes nowhere (ESRCH) instead of to whoever has the number now.
+    pid_t kids[512];
+    int n = cs_list_children(parent, kids, 512), killed = 0;
+    for (int i = 0; i < n; i++) {
+        int pidfd = (int)syscall(SYS_pidfd_open, kids[i], 0);
+        if (pidfd < 0) {
+            if (errno == ENOSYS && kill(kids[i], SIGKILL) == 0) killed++;
+            continue;
+        }
+        pid_t again[512];
+        int m = cs_list_children(parent, again, 512), still = 0;
+        for (int j = 0; j < m; j++) still |= again[j] == kids[i];
+        if (still && syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0) killed++;
+        close(pidfd);
+    }
+    return n < 0 ? -1 : killed;
+}

@@ -206,6 +206,10 @@ int cs_wait_any_nohang(int *status);
 int cs_kill_descendants(void);
 /// Up to `max` live children of `parent`, from /proc; -1 without /proc.
 int cs_list_children(pid_t parent, pid_t *out, int max);
+/// SIGKILLs the live children of another process `parent`, each through a
+/// pidfd after checking it is still that parent's child (no pid reuse race).
+/// Returns how many were signalled, 0 when none, -1 without /proc.
+int cs_kill_children_of(pid_t parent);
 /// SIGKILLs and reaps this process's children that run as `uid`, except
 /// `keep`, round after round (their own children come to us as they die,
 /// when we are a subreaper) until none is left. For a process that runs

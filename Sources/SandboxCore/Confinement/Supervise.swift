@@ -136,11 +136,9 @@ public enum LauncherPidFile {
         }
         kill(pid, SIGTERM)
         if ended(within: timeout) { return .stopped(pid) }
-        var kids = [pid_t](repeating: 0, count: 512)
+        // Rounds: killing ComfyUI can hand the launcher new orphans to kill.
         for _ in 0..<20 {
-            let n = Int(cs_list_children(pid, &kids, Int32(kids.count)))
-            if n <= 0 { break }
-            for k in kids[0..<n] { kill(k, SIGKILL) }
+            if cs_kill_children_of(pid) <= 0 { break }
             usleep(20_000)
         }
         if ended(within: 5) { return .killedComfyUI(pid) }
