@@ -207,11 +207,16 @@ int cs_wait_any_nohang(int *status) {
     return (int)r;
 }
 
-// Live (not zombie) children of `parent`, by scanning /proc/PID/stat. Not
-// /proc/PID/task/*/children: that needs CONFIG_PROC_CHILDREN. The launcher
-// scans only when waitpid has said a live child exists, so never on a clean
-// exit.
-int cs_list_children(pid_t parent, pid_t *out, int max) {
+// A child found in /proc: its pid, real uid, and whether it has already
+// exited (a zombie, to be reaped rather than killed).
+struct child { pid_t pid; long uid; int zombie; };
+
+// Children of `parent`, from /proc/PID/status (State, PPid, Uid). Not
+// /proc/PID/task/*/children: that needs CONFIG_PROC_CHILDREN. Not the owner
+// of /proc/PID for the uid: that turns to root when a process makes itself
+// non-dumpable. The callers scan only when a child is known to be left, so
+// never on a clean exit.
+static int scan_children(pid_t parent, struct child *out, int max) {
     DIR *d = opendir("/proc");
     if (!d) return -1;
     int n = 0;
@@ -220,24 +225,33 @@ int cs_list_children(pid_t parent, pid_t *out, int max) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
         if (*end != '\0' || pid <= 0) continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        char path[64], buf[2048];
+        snprintf(path, sizeof path, "/proc/%ld/status", pid);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) continue;
         ssize_t len = read(fd, buf, sizeof buf - 1);
         close(fd);
         if (len <= 0) continue;
         buf[len] = '\0';
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses,
-        // so parse from the last ')'.
-        char *rp = strrchr(buf, ')');
-        char state;
-        long ppid;
-        if (!rp || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2) continue;
-        if (ppid == parent && state != 'Z' && state != 'X') out[n++] = (pid_t)pid;
+        // The Name line comes first and is escaped by the kernel, so a
+        // process name cannot fake the lines looked for here.
+        char *sp = strstr(buf, "\nState:\t"), *pp = strstr(buf, "\nPPid:"), *up = strstr(buf, "\nUid:");
+        if (!sp || !pp || !up || strtol(pp + 6, NULL, 10) != parent) continue;
+        out[n].pid = (pid_t)pid;
+        out[n].uid = strtol(up + 5, NULL, 10);
+        out[n].zombie = sp[8] == 'Z' || sp[8] == 'X';
+        n++;
     }
     closedir(d);
     return n;
+}
+
+int cs_list_children(pid_t parent, pid_t *out, int max) {
+    struct child found[512];
+    int n = scan_children(parent, found, max < 512 ? max : 512), live = 0;
+    for (int i = 0; i < n; i++)
+        if (!found[i].zombie) out[live++] = found[i].pid;
+    return n < 0 ? -1 : live;
 }
 
 int cs_kill_descendants(void) {
@@ -300,59 +314,25 @@ pid_t cs_spawn_abandoned_sleeper(void) {
     return n == (ssize_t)sizeof sleeper ? sleeper : -1;
 }
 
-// Children of this process whose real uid is `uid`, zombies included (so that
-// they can be reaped), from /proc/PID/status: not the owner of /proc/PID,
-// which turns to root when a process makes itself non-dumpable.
-static int list_children_of_uid(uid_t uid, pid_t *out, int *zombie, int max) {
-    pid_t self = getpid();
-    DIR *d = opendir("/proc");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL && n < max) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0) continue;
-        char path[64], buf[2048];
-        snprintf(path, sizeof path, "/proc/%ld/status", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t len = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (len <= 0) continue;
-        buf[len] = '\0';
-        char *sp = strstr(buf, "\nState:"), *pp = strstr(buf, "\nPPid:"), *up = strstr(buf, "\nUid:");
-        if (!sp || !pp || !up) continue;
-        long ppid = strtol(pp + 6, NULL, 10);
-        long ruid = strtol(up + 5, NULL, 10);
-        if (ppid == self && ruid == (long)uid) {
-            zombie[n] = strchr(" \t", sp[7]) && (sp[8] == 'Z' || sp[8] == 'X');
-            out[n++] = (pid_t)pid;
-        }
-    }
-    closedir(d);
-    return n;
-}
-
 int cs_end_orphans_of_uid(uid_t uid, const pid_t *keep, int n_keep) {
     int killed = 0;
     for (int round = 0; round < 1000; round++) {
-        pid_t kids[512];
-        int zombie[512];
-        int found = list_children_of_uid(uid, kids, zombie, 512), n = 0;
+        // Zombies included, so that they are reaped.
+        struct child kids[512];
+        int found = scan_children(getpid(), kids, 512), n = 0;
         for (int i = 0; i < found; i++) {
-            int kept = 0;
-            for (int j = 0; j < n_keep; j++) kept |= kids[i] == keep[j];
-            if (!kept) { kids[n] = kids[i]; zombie[n] = zombie[i]; n++; }
+            int kept = kids[i].uid != (long)uid;
+            for (int j = 0; j < n_keep; j++) kept |= kids[i].pid == keep[j];
+            if (!kept) kids[n++] = kids[i];
         }
         if (n <= 0) return killed;
         // A zombie is only reaped; a live one is killed first. Its children
         // come to us as it dies, and to the next round.
         for (int i = 0; i < n; i++)
-            if (!zombie[i] && kill(kids[i], SIGKILL) == 0) killed++;
+            if (!kids[i].zombie && kill(kids[i].pid, SIGKILL) == 0) killed++;
         for (int i = 0; i < n; i++) {
             int status;
-            while (waitpid(kids[i], &status, 0) < 0 && errno == EINTR) {}
+            while (waitpid(kids[i].pid, &status, 0) < 0 && errno == EINTR) {}
         }
     }
     return killed;
