@@ -64,31 +64,23 @@ public enum SandboxCheck {
         return (Int(fd), fd < 0 ? e : 0)
     }
 
-    /// Calls `body` with `host:port` as a sockaddr and its length.
-    static func withIPv4<T>(_ host: String, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &addr.sin_addr)
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-    }
-
+    /// A TCP bind or connect to `host:port` (IPv4 or IPv6, as launcher.listen may be).
     static func tcp(_ host: String, _ port: UInt16, bindOnly: Bool) -> (Int, Int32) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard let endpoint = IPEndpoint(host: host, port: port) else { return (-1, EINVAL) }
+        let fd = endpoint.streamSocket()
         guard fd >= 0 else { return (-1, errno) }
         defer { close(fd) }
-        let rc = withIPv4(host, port) { bindOnly ? bind(fd, $0, $1) : connect(fd, $0, $1) }
+        let rc = endpoint.withSockaddr { bindOnly ? bind(fd, $0, $1) : connect(fd, $0, $1) }
         return (Int(rc), rc < 0 ? errno : 0)
     }
 
     static func udp(_ host: String, _ port: UInt16) -> (Int, Int32) {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard let endpoint = IPEndpoint(host: host, port: port) else { return (-1, EINVAL) }
+        let fd = endpoint.socket(Int32(SOCK_DGRAM.rawValue))
         guard fd >= 0 else { return (-1, errno) }
         defer { close(fd) }
         let payload: [UInt8] = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]
-        let rc = withIPv4(host, port) { sendto(fd, payload, payload.count, 0, $0, $1) }
+        let rc = endpoint.withSockaddr { sendto(fd, payload, payload.count, 0, $0, $1) }
         return (rc, rc < 0 ? errno : 0)
     }
 
@@ -236,14 +228,11 @@ public enum SandboxCheck {
             r.append(blocked("UDP sendto 127.0.0.53:53 (host resolver)") {
                 // Inside the namespace this reaches nothing: no error on send
                 // but nothing listens; a reply would prove a way out.
-                let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+                let resolver = IPEndpoint(host: "127.0.0.53", port: 53)!
+                let fd = resolver.socket(Int32(SOCK_DGRAM.rawValue))
                 defer { close(fd) }
-                var addr = sockaddr_in()
-                addr.sin_family = sa_family_t(AF_INET); addr.sin_port = UInt16(53).bigEndian
-                inet_pton(AF_INET, "127.0.0.53", &addr.sin_addr)
                 let q: [UInt8] = [0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7] + Array("example".utf8) + [3] + Array("com".utf8) + [0, 0, 1, 0, 1]
-                _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, q, q.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                _ = resolver.withSockaddr { sendto(fd, q, q.count, 0, $0, $1) }
                 var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 let ready = poll(&pfd, 1, 500)
                 var buf = [UInt8](repeating: 0, count: 512)

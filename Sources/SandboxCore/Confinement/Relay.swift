@@ -117,18 +117,12 @@ public enum Relay {
     }
 
     static func connectTarget(_ port: UInt16) -> Int32 {
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let target = IPEndpoint(host: "127.0.0.1", port: port)!
         // ComfyUI takes a while to import torch: retry while it starts.
         for _ in 0..<50 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            let fd = target.streamSocket()
             if fd < 0 { return -1 }
-            let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if rc == 0 {
+            if target.withSockaddr({ connect(fd, $0, $1) }) == 0 {
                 var one: Int32 = 1
                 setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                 return fd

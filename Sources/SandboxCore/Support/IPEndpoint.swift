@@ -32,8 +32,12 @@ public struct IPEndpoint: Sendable {
     }
 
     /// A stream socket of this endpoint's family, close-on-exec; -1 on failure.
-    public func streamSocket() -> Int32 {
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    public func streamSocket() -> Int32 { socket(Int32(SOCK_STREAM.rawValue)) }
+
+    /// A socket of `type` (SOCK_STREAM, SOCK_DGRAM) and this endpoint's
+    /// family, close-on-exec; -1 on failure.
+    public func socket(_ type: Int32) -> Int32 {
+        let fd = Glibc.socket(family, type | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd >= 0 && family == AF_INET6 && host != "::" {
             // Exactly the address asked for: "::1" must not also take 127.0.0.1.
             var one: Int32 = 1
