@@ -521,6 +521,14 @@ enum FileTree {
 
     /// mkdtemp under `dir`, then chown/chmod through the fd.
     static func makeTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> String {
+        let (path, fd) = try makeOpenTempDirectory(in: dir, prefix: prefix, uid: uid, gid: gid)
+        close(fd)
+        return path
+    }
+
+    /// `makeTempDirectory`, keeping the directory open: the fd it was handed
+    /// over through.
+    private static func makeOpenTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> (String, Int32) {
         var template = Array("\(dir)/\(prefix)XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else {
             throw SandboxError.failure("cannot create the RAM temp in \(dir): \(Errno.current)",
@@ -529,23 +537,24 @@ enum FileTree {
         let path = String(cString: p)
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.failure("cannot open \(path): \(Errno.current)") }
-        defer { close(fd) }
         guard fchown(fd, uid, gid) == 0, fchmod(fd, 0o700) == 0 else {
-            throw SandboxError.failure("cannot hand \(path) to the sandbox user: \(Errno.current)")
+            let e = Errno.current
+            close(fd)
+            throw SandboxError.failure("cannot hand \(path) to the sandbox user: \(e)")
         }
-        return path
+        return (path, fd)
     }
 
     /// `makeTempDirectory`, plus an flock on the directory held through the
     /// returned fd: while it is open, `sweepStaleTemps` leaves the directory
     /// alone. The fd is close-on-exec and never reaches the sandbox.
     static func makeLockedTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> (String, OwnedFD) {
-        let path = try makeTempDirectory(in: dir, prefix: prefix, uid: uid, gid: gid)
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0, flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            if fd >= 0 { close(fd) }
+        let (path, fd) = try makeOpenTempDirectory(in: dir, prefix: prefix, uid: uid, gid: gid)
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = Errno.current
+            close(fd)
             removeTree(path)
-            throw SandboxError.failure("cannot lock the RAM temp \(path): \(Errno.current)")
+            throw SandboxError.failure("cannot lock the RAM temp \(path): \(e)")
         }
         return (path, OwnedFD(fd))
     }
