@@ -316,11 +316,7 @@ struct LauncherLaunchTests {
         let start = try w.world.comfy(["start"])
         #expect(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
         defer { _ = try? w.world.comfy(["stop"]) }
-        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
-        for _ in 0..<50 where !status.ok {
-            usleep(100_000)
-            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
-        }
+        let status = HTTPProbe.waitFor(port: w.port)
         try #require(status.ok, "GET /status through the relay: \(status.detail)")
         let info = try #require(try JSONSerialization.jsonObject(with: Data(status.body.utf8)) as? [String: Any])
         let proc = try #require(info["status"] as? [String: String])
@@ -353,11 +349,7 @@ struct LauncherLaunchTests {
         let start = try w.world.comfy(["start"])
         try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
         defer { _ = try? w.world.comfy(["stop"]) }
-        var status = HTTPProbe.get(host: "::1", port: UInt16(w.port), path: "/status")
-        for _ in 0..<50 where !status.ok {
-            usleep(100_000)
-            status = HTTPProbe.get(host: "::1", port: UInt16(w.port), path: "/status")
-        }
+        let status = HTTPProbe.waitFor(host: "::1", port: w.port)
         #expect(status.ok, "GET /status on [::1] through the relay: \(status.detail)")
         #expect(HTTPProbe.websocketEcho(host: "::1", port: UInt16(w.port), message: "v6").ok)
         #expect(!HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/").ok, "IPv4 loopback is not served")
@@ -375,19 +367,14 @@ struct LauncherLaunchTests {
         let start = try w.world.comfy(["start"])
         try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
         defer { _ = try? w.world.comfy(["stop", "--timeout", "1"]) }
-        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
-        for _ in 0..<50 where !status.ok {
-            usleep(100_000)
-            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
-        }
+        let status = HTTPProbe.waitFor(port: w.port)
         try #require(status.ok, "GET /status through the relay: \(status.detail)")
         let info = try #require(try JSONSerialization.jsonObject(with: Data(status.body.utf8)) as? [String: Any])
         let temp = try #require(info["temp_directory"] as? String)
         let pidText = try String(contentsOfFile: w.output + "/standin-pids", encoding: .utf8)
         let pids = pidText.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
         try #require(pids.count == 2, "standin-pids: \(pidText)")
-        let launcherPid = try #require(pid_t(try String(contentsOfFile: w.world.state + "/launcher.pid", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let launcherPid = try w.world.launcherPid()
 
         let stop = try w.world.comfy(["stop", "--timeout", "1"])
         #expect(stop.stdoutText.contains("killed it (launcher pid \(launcherPid) cleaned up and exited)"), "\(stop.stdoutText)")
@@ -407,14 +394,9 @@ struct LauncherLaunchTests {
         let start = try w.world.comfy(["start"])
         try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
         defer { _ = try? w.world.comfy(["stop", "--timeout", "1"]) }
-        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
-        for _ in 0..<50 where !status.ok {
-            usleep(100_000)
-            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(w.port), path: "/status")
-        }
+        let status = HTTPProbe.waitFor(port: w.port)
         try #require(status.ok, "GET /status through the relay: \(status.detail)")
-        let launcherPid = try #require(pid_t(try String(contentsOfFile: w.world.state + "/launcher.pid", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let launcherPid = try w.world.launcherPid()
         var kids = [pid_t](repeating: 0, count: 16)
         let n = Int(cs_list_children(launcherPid, &kids, 16))
         try #require(n == 2, "ComfyUI and the relay are the launcher's children (\(n))")
@@ -639,11 +621,7 @@ struct LauncherSystemdTests {
         defer {
             if pid > 0 { kill(pid, SIGTERM); usleep(500_000); kill(pid, SIGKILL) }
         }
-        var status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(hostPort), path: "/status")
-        for _ in 0..<50 where !status.ok {
-            usleep(100_000)
-            status = HTTPProbe.get(host: "127.0.0.1", port: UInt16(hostPort), path: "/status")
-        }
+        let status = HTTPProbe.waitFor(port: hostPort)
         let log = (try? String(contentsOfFile: w.world.root + "/svc.log", encoding: .utf8)) ?? ""
         try #require(status.ok, "\(status.detail); log: \(log)")
         let info = try #require(try JSONSerialization.jsonObject(with: Data(status.body.utf8)) as? [String: Any])

@@ -194,8 +194,7 @@ struct ProvisionTests {
         #expect(try w.sh("mkdir -p \(comfy)/user && cp \(LauncherWorld.standIn) \(comfy)/main.py && chown comfyui_sandbox \(comfy)/user").succeeded)
         let start = try w.comfy(["start"])
         try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
-        let pidText = try String(contentsOfFile: w.state + "/launcher.pid", encoding: .utf8)
-        let launcherPid = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let launcherPid = try w.launcherPid()
         defer { kill(launcherPid, SIGKILL) }
         let r = try w.comfy(["uninstall"])
         #expect(r.status == 0, "\(r.stdoutText) \(r.stderrText)")

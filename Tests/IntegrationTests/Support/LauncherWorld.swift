@@ -117,3 +117,27 @@ final class LauncherWorld: @unchecked Sendable {
         """
     }
 }
+
+extension HTTPProbe {
+    /// GET `path` until it answers 200, for up to 5 s: a launcher just started
+    /// takes a moment to be reachable. The last outcome either way.
+    static func waitFor(host: String = "127.0.0.1", port: Int, path: String = "/status") -> Outcome {
+        var outcome = get(host: host, port: UInt16(port), path: path)
+        for _ in 0..<50 where !outcome.ok {
+            usleep(100_000)
+            outcome = get(host: host, port: UInt16(port), path: path)
+        }
+        return outcome
+    }
+}
+
+extension World {
+    /// The pid `start` wrote to state_dir/launcher.pid.
+    func launcherPid() throws -> pid_t {
+        let text = try String(contentsOfFile: state + "/launcher.pid", encoding: .utf8)
+        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw SandboxError.failure("launcher.pid holds no pid: \(text)")
+        }
+        return pid
+    }
+}
