@@ -34,8 +34,9 @@ public struct ComfySandbox: ParsableCommand {
     /// Parses the process arguments, runs the command and exits with the
     /// contract's code: a SandboxError's status, 64 for usage errors.
     public static func run(arguments: [String]? = nil) -> Never {
+        let arguments = GlobalFlags.normalize(arguments ?? Array(CommandLine.arguments.dropFirst()))
         do {
-            if let quick = Run.quickParse(arguments ?? Array(CommandLine.arguments.dropFirst())) {
+            if let quick = Run.quickParse(arguments) {
                 try Run.execute(configPath: quick.config, argv: quick.argv)
                 Glibc.exit(0)
             }
