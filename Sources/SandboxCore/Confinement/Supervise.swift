@@ -147,6 +147,26 @@ public enum LauncherPidFile {
         return .killed(pid)
     }
 
+    /// The last `lines` lines the log got since byte `offset` (where this
+    /// start began writing), for an error that says why ComfyUI died.
+    public static func logTail(_ config: Config, from offset: off_t, lines: Int = 25) -> String {
+        let fd = open(logPath(config), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return "" }
+        // At most the last 64 KiB: enough for the lines, whatever the log's size.
+        let start = max(offset, st.st_size - 65536)
+        guard st.st_size > start else { return "" }
+        var buf = [UInt8](repeating: 0, count: Int(st.st_size - start))
+        let n = pread(fd, &buf, buf.count, start)
+        guard n > 0 else { return "" }
+        // Escaped line by line: what ComfyUI and the nodes printed reaches the
+        // operator's terminal, and must not drive it (escape sequences, OSC 52).
+        return buf[..<n].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).suffix(lines + 1)
+            .map { PermissionFixer.escape(Array($0)) }.joined(separator: "\n").trimmingWhitespaceAndNewlines()
+    }
+
     public static func remove(_ config: Config) {
         if let text = try? String(contentsOfFile: path(config), encoding: .utf8),
            pid_t(text.trimmingWhitespaceAndNewlines()) == getpid() {

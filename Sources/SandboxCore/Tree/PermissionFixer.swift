@@ -398,7 +398,7 @@ public struct PermissionFixer: Sendable {
         }
     }
 
-    /// A path for humans and JSON: valid UTF-8 stays; control characters,
+    /// A path (or a line of a log) for humans and JSON: valid UTF-8 stays; control characters,
     /// backslashes and bytes that are not UTF-8 become escapes (`\n`, `\xff`),
     /// so a name with a newline cannot forge an extra output line.
     public static func escape(_ bytes: [UInt8]) -> String {
@@ -412,7 +412,10 @@ public struct PermissionFixer: Sendable {
             if b < 0x20 || b == 0x7f { out += "\\x" + Format.hex(b); i += 1; continue }
             if b < 0x80 { out.unicodeScalars.append(Unicode.Scalar(b)); i += 1; continue }
             // A multi-byte sequence: keep it when it decodes, else escape one byte.
+            // C1 controls (U+0080-U+009F, e.g. U+009B, a one-character CSI on
+            // some terminals) are escaped like C0 ones.
             let len = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1
+            if b == 0xc2, i + 1 < bytes.count, bytes[i + 1] < 0xa0 { out += "\\x" + Format.hex(b); i += 1; continue }
             if len > 1, i + len <= bytes.count, let s = String(validating: bytes[i..<(i + len)], as: UTF8.self) {
                 out += s
                 i += len
