@@ -379,6 +379,11 @@ public enum Launcher {
             "LOGNAME": config.sandboxUser.name,
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
+            // What ComfyUI and the nodes print goes to launcher.log (a file,
+            // so Python would block-buffer it and lose it on a crash, which is
+            // when it matters), and a node's print() must land beside
+            // ComfyUI's own log lines in the order they happened.
+            "PYTHONUNBUFFERED": "1",
             "CUDA_CACHE_PATH": home + "/.cache/nv/ComputeCache",
             "TRITON_CACHE_DIR": home + "/.cache/triton",
             "DO_NOT_TRACK": "1",
