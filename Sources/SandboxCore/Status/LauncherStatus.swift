@@ -40,6 +40,8 @@ public enum LauncherStatus {
         items.append(StatusItem(s, "listen", "http://\(IPEndpoint.urlAuthority(l.listen, l.port))/"))
         if let pid = LauncherPidFile.running(config) {
             items.append(StatusItem(s, "running", "yes, launcher pid \(pid) (\(LauncherPidFile.path(config)))"))
+            let ui = UIProbe.ask(config)
+            items.append(StatusItem(s, "ui", "http://\(IPEndpoint.urlAuthority(l.listen, l.port))/ " + ui.detail, ok: ui.answers))
         } else {
             items.append(StatusItem(s, "running", "no"))
         }

@@ -15,9 +15,9 @@ public struct StatusItem: Codable, Sendable, Equatable {
 }
 
 /// `status` gathers its sections from each area: provisioning and drift,
-/// the launcher and what it enforces, the models manifest.
+/// ComfyUI and the nodes, the launcher and what it enforces, the models manifest.
 public enum StatusReport {
     public static func gather(_ config: Config) -> [StatusItem] {
-        ProvisionStatus.items(config) + LauncherStatus.items(config) + ModelsStatus.items(config)
+        ProvisionStatus.items(config) + InstallStatus.items(config) + LauncherStatus.items(config) + ModelsStatus.items(config)
     }
 }
