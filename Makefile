@@ -12,7 +12,7 @@ NODE         ?=
 .PHONY: all deps build release install provision plan fix-permissions update-volumes uninstall \
         update-nodes update-nodes-pull rollback-nodes update-comfyui update-all scan-nodes \
         record-models verify-models install-service start stop restart status logs shell check-sandbox \
-        test bench demo clean
+        test test-make e2e bench demo clean
 
 all: build
 
@@ -115,7 +115,22 @@ test: deps
 	 sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.after; \
 	 if ! cmp -s /tmp/comfy-sandbox-etc.before /tmp/comfy-sandbox-etc.after; then \
 	   echo "FAIL: the tests changed the host's /etc/passwd or /etc/group"; exit 1; fi; \
-	 echo "host /etc/passwd and /etc/group unchanged"; exit $$status
+	 echo "host /etc/passwd and /etc/group unchanged"; [ $$status = 0 ] || exit $$status; \
+	 $(MAKE) --no-print-directory test-make
+
+## test-make: every make target the README names, run as typed in a throwaway
+## world on the shipped config (part of make test)
+test-make: build
+	@sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.before
+	@status=0; scripts/make-targets.sh || status=$$?; \
+	 sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.after; \
+	 if ! cmp -s /tmp/comfy-sandbox-etc.before /tmp/comfy-sandbox-etc.after; then \
+	   echo "FAIL: make-targets changed the host's /etc/passwd or /etc/group"; exit 1; fi; exit $$status
+
+## e2e: the real ComfyUI and six real custom nodes (../shared/fixtures/real),
+## requirements from PyPI, a workflow through the relay, in a throwaway world
+e2e: build
+	CS_BIN=$(CURDIR)/$(BIN) scripts/e2e.sh
 
 ## bench: every benchmark with its anchor, printed as ratios
 bench: build

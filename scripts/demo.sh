@@ -27,9 +27,9 @@ world_reexec CS_DEMO_INSIDE "$@"
 WORLD="$(mktemp -d /tmp/comfy-sandbox-demo.XXXXXX)"
 chmod 0755 "$WORLD"
 export WORLD
-daemon_pid=""
+GIT_DAEMON_PID=""
 cleanup() {
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+  [ -n "$GIT_DAEMON_PID" ] && kill "$GIT_DAEMON_PID" 2>/dev/null || true
   umount /etc 2>/dev/null || true
   rm -rf --one-file-system "$WORLD"
 }
@@ -37,33 +37,18 @@ trap cleanup EXIT
 
 echo "== world: $WORLD (private mount namespace, own /etc)"
 world_bind_etc "$WORLD"
-mkdir -p "$WORLD/home" "$WORLD/opt" "$WORLD/git"
+mkdir -p "$WORLD/home" "$WORLD/opt"
 chmod 0755 "$WORLD/home" "$WORLD/opt"
 
 export DEMO_USER=demo SANDBOX_USER=comfyui_sandbox SHARED_GROUP=comfyshared
-useradd -m -d "$WORLD/home/$DEMO_USER" -s /bin/bash -U "$DEMO_USER"
-chmod 0700 "$WORLD/home/$DEMO_USER"
+world_add_user "$DEMO_USER"
 echo "== demo primary user: $DEMO_USER ($WORLD/home/$DEMO_USER, 0700)"
 
 # The stand-in ComfyUI as a git repository, served read-only on loopback.
-repo="$WORLD/git/ComfyUI.git"
-work="$WORLD/git/work"
-cp -a "$ROOT/fixtures/comfyui-standin" "$work"
-git -C "$work" init -q -b main
-git -C "$work" add -A
-git -C "$work" -c user.name=demo -c user.email=demo@invalid commit -q -m "stand-in ComfyUI"
-git -C "$work" tag v0.0.1-standin
-git clone -q --bare "$work" "$repo"
-touch "$repo/git-daemon-export-ok"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-git daemon --listen=127.0.0.1 --port="$port" --export-all --base-path="$WORLD/git" --reuseaddr "$WORLD/git" \
-  >"$WORLD/git-daemon.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 1 50); do
-  git ls-remote "git://127.0.0.1:$port/ComfyUI.git" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-export GIT_BASE_URL="git://127.0.0.1:$port"
+mkdir -p "$WORLD/git"
+world_git_repo "$ROOT/fixtures/comfyui-standin" "$WORLD/git/ComfyUI.git" v0.0.1-standin
+world_git_daemon "$WORLD/git"
+export GIT_BASE_URL
 echo "== stand-in ComfyUI served at $GIT_BASE_URL/ComfyUI.git"
 
 H="$WORLD/home/$DEMO_USER/workspace/ai"
