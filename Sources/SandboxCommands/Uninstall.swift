@@ -13,7 +13,9 @@ public struct Uninstall: ParsableCommand {
         /dev/shm that no session holds, the sandbox user and its home, the traverse ACL entries provision added, the
         shared group (only when provision created it and it has no members beyond the
         configured ones), comfyui.path, its Python environment, and state_dir. The
-        shares and their data stay unless --purge-data. Holds the state lock.
+        shares and their data stay unless --purge-data; when the group goes, they are
+        handed back to the primary user's own group first (files, setgid directories
+        and ACL entries), so no group created later with the same gid inherits them. Holds the state lock.
         Trees the sandbox could write are removed with `rm -rf --one-file-system`,
         which never follows a symlink or leaves the file system.
         """
@@ -89,6 +91,7 @@ public struct Uninstall: ParsableCommand {
             } else if !others.isEmpty {
                 print("keeping the group \(group.name): it has other members (\(others.joined(separator: ", ")))")
             } else {
+                if !purgeData { try handBack(config, from: group) }
                 print("removing the group \(group.name)")
                 try HostCommand("/usr/sbin/groupdel", [group.name]).check("removing the group \(group.name)")
             }
@@ -102,6 +105,21 @@ public struct Uninstall: ParsableCommand {
             for share in config.shares where SafeFS.lstat(share.path) != nil { print("keeping the share \(share.name) (\(share.path))") }
         }
         try remove(config.stateDir, "state_dir")
+    }
+
+    /// Gives the shares back to the primary user's own group before the
+    /// shared group goes: a gid left on files, setgid directories and ACL
+    /// entries would pass to whatever group is created next with that number.
+    func handBack(_ config: Config, from group: AccountLookup.Group) throws {
+        guard let primary = AccountLookup.user(config.primaryUser), primary.gid != group.gid else { return }
+        for share in config.shares where SafeFS.lstat(share.path) != nil {
+            var fixer = PermissionFixer(share: share, gid: primary.gid)
+            fixer.policy = .handBack(from: group.gid)
+            let report = try fixer.run()
+            print("handing the share \(share.name) back to group \(SafeFS.groupName(primary.gid)): "
+                  + "\(report.groupChanged) regrouped, \(report.aclChanged) ACLs without \(group.name)")
+            for skip in report.skipped { print("  skipped \(skip.path): \(skip.reason)") }
+        }
     }
 
     /// rm -rf --one-file-system: never follows a symlink, never leaves the file system.

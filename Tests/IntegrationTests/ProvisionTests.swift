@@ -170,6 +170,12 @@ struct ProvisionTests {
     func uninstall() throws {
         let w = try World.provisioned("prov-uninstall")
         let gid = try #require(w.gid(World.group))
+        // What a session leaves in the shares: files and directories in the
+        // group (setgid, default ACL inherited), and a symlink to a file the
+        // hand-back must not touch.
+        let input = w.sharePath("input")
+        #expect(try w.sh("setpriv --reuid=comfyui_sandbox --regid=\(gid) --clear-groups sh -c 'umask 077; mkdir -p \(input)/a/b && echo x > \(input)/a/b/out.png && ln -s /etc/hostname \(input)/a/link'").succeeded)
+        let before = try World.sh("stat -c '%g %a' /etc/hostname").stdoutText
         let r = try w.comfy(["uninstall"])
         #expect(r.status == 0, "\(r.stderrText)")
         #expect(w.uid(World.sandboxUser) == nil)
@@ -181,6 +187,17 @@ struct ProvisionTests {
         #expect(r.stdoutText.contains("keeping the share models"))
         let acl = try World.sh("getfacl -n -p '\(w.home)/alice'").stdoutText
         #expect(!acl.contains("group:\(gid):"), "the traverse ACL entry is gone: \(acl)")
+        // The shares are handed back: nothing in them keeps the freed gid,
+        // in its group or in an ACL entry (a group made later would get it).
+        let alice = try #require(w.gid("alice"))
+        let groups = try World.sh("find '\(w.home)/alice/workspace' -xdev ! -type l -printf '%G %p\\n'").stdoutText
+        #expect(!groups.contains("\(gid) "), "\(groups)")
+        #expect(try World.sh("stat -c %g '\(input)/a/b/out.png' '\(input)'").stdoutText == "\(alice)\n\(alice)\n")
+        let acls = try World.sh("getfacl -R -n -p --physical '\(w.home)/alice/workspace'").stdoutText
+        #expect(!acls.contains("group:\(gid):"), "\(acls)")
+        #expect(!acls.contains("default:"), "a default ACL left with no named entry is removed: \(acls)")
+        #expect(r.stdoutText.contains("handing the share input back to group alice"), "\(r.stdoutText)")
+        #expect(try World.sh("stat -c '%g %a' /etc/hostname").stdoutText == before, "a symlink in a share is never followed")
     }
 
     @Test("uninstall stops a launcher started without systemd first (userdel would refuse while it runs)")

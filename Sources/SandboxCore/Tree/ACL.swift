@@ -126,4 +126,53 @@ public enum ACL {
                                        hint: "the file system must support POSIX ACLs (mount option acl)")
         }
     }
+
+    /// Removes every entry naming group `gid` from the access ACL and, for a
+    /// directory, the default ACL; an ACL left with no named entry loses its
+    /// mask too (back to plain mode bits), and a default ACL left with none
+    /// is removed whole. True when something changed, nil when it could not
+    /// be read or written. Through /proc/self/fd/N, so an O_PATH fd will do.
+    public static func dropGroup(fd: Int32, gid: gid_t, directory: Bool) -> Bool? {
+        var changed = false
+        for type in directory ? [ACL_TYPE_ACCESS, ACL_TYPE_DEFAULT] : [ACL_TYPE_ACCESS] {
+            var acl: acl_t? = acl_get_file(procPath(fd), acl_type_t(type))
+            guard acl != nil else { return nil }
+            defer { if let acl { acl_free(UnsafeMutableRawPointer(acl)) } }
+            var named = 0
+            var dropped = false
+            var mask: acl_entry_t? = nil
+            var entry: acl_entry_t?
+            var r = acl_get_entry(acl, ACL_FIRST_ENTRY, &entry)
+            while r == 1, let e = entry {
+                var tag = acl_tag_t(0)
+                acl_get_tag_type(e, &tag)
+                if tag == acl_tag_t(ACL_MASK) { mask = e }
+                if tag == acl_tag_t(ACL_USER) { named += 1 }
+                if tag == acl_tag_t(ACL_GROUP), let q = acl_get_qualifier(e) {
+                    let match = q.load(as: gid_t.self) == gid
+                    acl_free(q)
+                    // Deleting the current entry is allowed; the walk goes on
+                    // from the next one (libacl keeps its cursor valid).
+                    if match { acl_delete_entry(acl, e); dropped = true } else { named += 1 }
+                }
+                r = acl_get_entry(acl, ACL_NEXT_ENTRY, &entry)
+            }
+            guard dropped else { continue }
+            if type == ACL_TYPE_DEFAULT && named == 0 {
+                guard acl_delete_def_file(procPath(fd)) == 0 else { return nil }
+                changed = true
+                continue
+            }
+            if named == 0, let mask {
+                // The mask capped the group class; with no named entry left,
+                // the group bits alone say what the owning group may do.
+                acl_delete_entry(acl, mask)
+            } else if acl_calc_mask(&acl) != 0 {
+                return nil
+            }
+            guard acl_set_file(procPath(fd), acl_type_t(type), acl) == 0 else { return nil }
+            changed = true
+        }
+        return changed
+    }
 }

@@ -64,8 +64,20 @@ public struct PermissionFixer: Sendable {
         }
     }
 
+    /// What the walk makes right. `.share`: the share's group, modes, setgid
+    /// and default ACL (fix-permissions). `.handBack(from:)`: for uninstall,
+    /// when the shared group goes: whatever belongs to group `from` is given
+    /// to `gid` (the primary user's own group) and every ACL entry naming
+    /// `from` is removed, so no group made later with the freed gid inherits
+    /// the files; modes are left as they are.
+    public enum Policy: Sendable, Equatable {
+        case share
+        case handBack(from: gid_t)
+    }
+
     public let share: Config.Share
     public let gid: gid_t
+    public var policy: Policy = .share
     public var maxOpen = 64
     /// Called now and then with the number of entries checked so far.
     public var progress: (@Sendable (Int) -> Void)? = nil
@@ -327,6 +339,11 @@ public struct PermissionFixer: Sendable {
         }
 
         mutating func fixDirectory(fd: Int32, st: stat, frame k: Int) {
+            if case .handBack(let from) = fixer.policy {
+                let display = path(k)
+                handBack(fd: fd, st: st, from: from, directory: true, display: display)
+                return
+            }
             var changed = false
             if st.st_gid != fixer.gid {
                 if fchownat(fd, "", uid_t.max, fixer.gid, SafeFS.AT_EMPTY_PATH) == 0 { report.groupChanged += 1; changed = true }
@@ -355,7 +372,8 @@ public struct PermissionFixer: Sendable {
 
         mutating func fixFile(dirfd: Int32, name: UnsafePointer<CChar>, st: stat, frame k: Int) {
             let want = fixer.fileMode(st.st_mode)
-            if st.st_gid == fixer.gid && st.st_mode & 0o7777 == want { return }
+            // Handing back must look at every file's ACL, which lstat cannot show.
+            if fixer.policy == .share && st.st_gid == fixer.gid && st.st_mode & 0o7777 == want { return }
             if st.st_nlink > 1 {
                 skip(path(k, name), "has \(st.st_nlink) hard links (one may be outside the share); left alone")
                 return
@@ -377,6 +395,11 @@ public struct PermissionFixer: Sendable {
                 skip(path(k, name), "has \(now.st_nlink) hard links (one may be outside the share); left alone")
                 return
             }
+            if case .handBack(let from) = fixer.policy {
+                let display = path(k, name)
+                handBack(fd: fd, st: now, from: from, directory: false, display: display)
+                return
+            }
             if now.st_gid != fixer.gid {
                 guard fchownat(fd, "", uid_t.max, fixer.gid, SafeFS.AT_EMPTY_PATH) == 0 else {
                     skip(path(k, name), "cannot change its group (\(Errno.current))")
@@ -395,6 +418,26 @@ public struct PermissionFixer: Sendable {
                 report.modeChanged += 1
             }
             report.changed += 1
+        }
+
+        /// `.handBack(from:)` on one opened, re-checked entry: group `from`
+        /// becomes `fixer.gid`; ACL entries naming `from` go.
+        mutating func handBack(fd: Int32, st: stat, from: gid_t, directory: Bool, display: String) {
+            var changed = false
+            if st.st_gid == from {
+                guard fchownat(fd, "", uid_t.max, fixer.gid, SafeFS.AT_EMPTY_PATH) == 0 else {
+                    skip(display, "cannot change its group (\(Errno.current))")
+                    return
+                }
+                report.groupChanged += 1
+                changed = true
+            }
+            switch ACL.dropGroup(fd: fd, gid: from, directory: directory) {
+            case .some(true): report.aclChanged += 1; changed = true
+            case .some(false): break
+            case nil: skip(display, "cannot remove the ACL entries naming gid \(from) (\(Errno.current))")
+            }
+            if changed { report.changed += 1 }
         }
     }
 
