@@ -72,6 +72,35 @@ public struct PythonEnv: Sendable {
 
     public var hasVenv: Bool { FileManager.default.isExecutableFile(atPath: python) }
 
+    /// `comfy-sandbox-stdio.pth` in the venv's site-packages, root's like the
+    /// rest of the venv. ComfyUI replaces sys.stdout and sys.stderr with a
+    /// LogInterceptor that copies `line_buffering` from the stream it wraps
+    /// (app/logger.py); under `start` those are launcher.log, a file, so what
+    /// a node print()ed sat in an 8 KiB buffer, out of order with the log,
+    /// and was lost when ComfyUI was stopped (PYTHONUNBUFFERED does not reach
+    /// a wrapper made later). Line-buffered streams make every line land.
+    /// A .pth import line, because a sitecustomize.py in site-packages is
+    /// shadowed by the distribution's own (Debian has one in the stdlib
+    /// directory). Only the venv's own site-packages runs .pth lines: the
+    /// sealed requirements are a plain path entry.
+    static let stdioPthName = "comfy-sandbox-stdio.pth"
+    static let stdioPth = """
+    # comfy-sandbox (root-owned; provision rewrites it): line-buffered stdout and stderr, so every line ComfyUI and the nodes print reaches launcher.log as it is printed.
+    import sys; [s.reconfigure(line_buffering=True) for s in (sys.stdout, sys.stderr) if s is not None and hasattr(s, "reconfigure")]
+
+    """
+
+    /// True when the venv's stdio .pth is ours, as written.
+    public func stdioSettled() -> Bool {
+        guard let sp = sitePackages(), let data = FileManager.default.contents(atPath: sp + "/" + Self.stdioPthName) else { return false }
+        return data == Data(Self.stdioPth.utf8)
+    }
+
+    public func writeStdioPth() throws {
+        guard let sp = sitePackages() else { throw SandboxError.failure("the venv at \(venv) has no lib/pythonX.Y/site-packages; remove it and provision again") }
+        try AtomicFile.write(Data(Self.stdioPth.utf8), to: sp + "/" + Self.stdioPthName, mode: 0o644, owner: (0, 0))
+    }
+
     /// True when the .pth already names the sealed install of exactly these requirements.
     public func requirementsSettled() -> Bool {
         let files = requirementFiles()
@@ -187,6 +216,9 @@ public struct PythonPlanner: Planner {
         var out: [Change] = []
         if !env.hasVenv {
             out.append(Change(.python, "create venv", env.venv, to: config.comfyui.python) { try env.createVenv() })
+        }
+        if !env.hasVenv || !env.stdioSettled() {
+            out.append(Change(.python, "write \(PythonEnv.stdioPthName) (line-buffered output for launcher.log)", env.venv) { try env.writeStdioPth() })
         }
         // ComfyUI may not be checked out yet (its area runs first, or this is
         // `plan`): its requirements.txt is then read when the change runs.
