@@ -7,6 +7,10 @@ DEBUG_BIN    := .build/debug/comfy-sandbox
 PREFIX       ?= /usr/local
 DEB_PACKAGES := libseccomp-dev libcap-dev libacl1-dev git acl iproute2 util-linux python3 python3-venv
 CS            = $(BIN) --config $(CONFIG)
+# uv, the requirement installer (pip is the fallback): from PyPI into a
+# root-owned venv of its own, where comfy-sandbox looks for it.
+UV_VERSION   ?= 0.13.9
+UV_DIR       := /usr/local/lib/comfy-sandbox/uv
 NODE         ?=
 
 .PHONY: all deps build release install provision plan fix-permissions update-volumes uninstall \
@@ -22,6 +26,12 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@if [ "$$(id -u)" = 0 ] && ! $(UV_DIR)/bin/uv --version 2>/dev/null | grep -q "^uv $(UV_VERSION)\b"; then \
+	  echo "installing uv $(UV_VERSION) into $(UV_DIR) (from PyPI; the requirement installer)"; \
+	  rm -rf $(UV_DIR) && umask 022 && /usr/bin/python3 -m venv $(UV_DIR) && \
+	  $(UV_DIR)/bin/pip install -q --disable-pip-version-check --no-cache-dir "uv==$(UV_VERSION)" || \
+	  { rm -rf $(UV_DIR); echo "uv could not be installed; requirements will be installed with pip"; }; \
 	fi
 
 ## build: the release binary, self-contained (static Swift runtime and FoundationEssentials,

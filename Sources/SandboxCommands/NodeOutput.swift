@@ -22,16 +22,8 @@ enum NodeOutput {
 
     /// The venv and the confined, sealed requirement install (see PythonEnv),
     /// as one more line of the summary.
-    static func syncPythonEnv(_ config: Config) -> Outcome {
-        let env = PythonEnv(config)
-        do {
-            if !env.hasVenv { try env.createVenv() }
-            if env.requirementsSettled() { return Outcome(name: "python", kind: .upToDate, message: env.venv) }
-            let sealed = try env.installRequirements(progress: { printError($0) })
-            return Outcome(name: "python", kind: .installed, message: "requirements sealed in \(sealed ?? env.venv)")
-        } catch {
-            return Outcome(name: "python", kind: .failed, message: "\(error)")
-        }
+    static func syncPythonEnv(_ config: Config, reresolve: Bool = false) -> Outcome {
+        PythonEnv(config).syncOutcome(reresolve: reresolve, progress: { printError($0) })
     }
 
     /// Root, a sane umask (new files root-owned and read-only to others), the state lock.

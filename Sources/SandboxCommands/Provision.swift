@@ -51,5 +51,9 @@ public struct Provision: ParsableCommand {
             print($0.line)
         }
         print(applied.isEmpty ? "provision: nothing to do" : "provision: \(applied.count) change\(applied.count == 1 ? "" : "s") applied")
+        // Nodes whose requirements could not be installed were left out while
+        // everything else went in: say which, with the installer's words, and
+        // exit 1 (also on a later run, while they still are).
+        if only == nil || only!.contains(.python) || only!.contains(.nodes), let e = PythonEnv(config).leftOutError() { throw e }
     }
 }

@@ -14,7 +14,8 @@ public struct RollbackComfyUI: ParsableCommand {
         let config = try options.load()
         let lock = try NodeOutput.prepare(config, command: "rollback-comfyui")
         defer { lock.release() }
-        let outcome = ComfyUIInstall(config).rollback()
-        try NodeOutput.emit(NodeManager.Report(outcomes: [outcome], unmanaged: []), json: output.json)
+        var outcomes = [ComfyUIInstall(config).rollback()]
+        if outcomes[0].kind != .failed { outcomes.append(NodeOutput.syncPythonEnv(config)) }
+        try NodeOutput.emit(NodeManager.Report(outcomes: outcomes, unmanaged: []), json: output.json)
     }
 }

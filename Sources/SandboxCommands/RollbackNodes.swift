@@ -17,7 +17,13 @@ public struct RollbackNodes: ParsableCommand {
         let config = try options.load()
         let lock = try NodeOutput.prepare(config, command: "rollback-nodes")
         defer { lock.release() }
-        let report = try NodeManager(config).rollback(names: names, progress: NodeProgress(verb: "rollback"))
+        var report = try NodeManager(config).rollback(names: names, progress: NodeProgress(verb: "rollback"))
+        // The nodes' requirement files are back as they were: the set sealed
+        // for them (kept beside the one in use) is switched to, or installed
+        // again from its lock.
+        if config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) {
+            report.outcomes.append(NodeOutput.syncPythonEnv(config))
+        }
         try NodeOutput.emit(report, json: output.json)
     }
 }

@@ -64,6 +64,11 @@ public struct Uninstall: ParsableCommand {
                 dirs.insert(p)
                 for c in share.path.dropFirst(primary.home.count + 1).split(separator: "/").dropLast() { p += "/" + c; dirs.insert(p) }
             }
+            if let cache = config.models.hfCache, ConfigValidator.isInside(cache, [primary.home]) {
+                var p = primary.home
+                dirs.insert(p)
+                for c in cache.dropFirst(primary.home.count + 1).split(separator: "/") { p += "/" + c; dirs.insert(p) }
+            }
             for d in dirs.sorted() where SafeFS.lstat(d).map(SafeFS.isDirectory) == true {
                 let r = try HostCommand("/usr/bin/setfacl", ["--physical", "-x", "g:\(group.gid)", d]).run()
                 if r.succeeded { print("removing the traverse ACL for \(group.name) on \(d)") }
@@ -99,6 +104,7 @@ public struct Uninstall: ParsableCommand {
 
         try remove(config.comfyui.path, "ComfyUI (comfyui.path)")
         try remove(config.venvPath, "the Python environment")
+        try remove(PythonEnv(config).cacheParent, "the installer cache")
         if purgeData {
             for share in config.shares { try remove(share.path, "the share \(share.name) and its data") }
         } else {

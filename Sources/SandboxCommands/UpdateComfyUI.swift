@@ -19,7 +19,7 @@ public struct UpdateComfyUI: ParsableCommand {
         defer { lock.release() }
         var outcomes = [ComfyUIInstall(config).update(pull: pull)]
         if outcomes[0].kind != .failed {
-            outcomes.append(NodeOutput.syncPythonEnv(config))
+            outcomes.append(NodeOutput.syncPythonEnv(config, reresolve: pull))
         }
         try NodeOutput.emit(NodeManager.Report(outcomes: outcomes, unmanaged: []), json: output.json)
     }

@@ -471,25 +471,15 @@ struct PythonEnvTests {
         let w = try NodesWorld("nodes-python")
         try w.addSandboxAccounts()
         let sandboxUID = try #require(w.world.uid("comfyui_sandbox"))
-        // An sdist whose setup.py records the uid that built it: running code
+        // An sdist whose build records the uid that built it: running code
         // at install time is exactly what must not happen as root.
-        let wheels = w.world.data + "/wheels"
-        let src = w.world.data + "/src/uidprobe-1.0"
-        try FileManager.default.createDirectory(atPath: src, withIntermediateDirectories: true)
-        try """
-        import os
-        from setuptools import setup
-        os.makedirs("uidprobe", exist_ok=True)
-        with open("uidprobe/__init__.py", "w") as f:
-            f.write("BUILT_BY_UID = %d\\n" % os.getuid())
-        setup(name="uidprobe", version="1.0", packages=["uidprobe"])
-        """.write(toFile: src + "/setup.py", atomically: true, encoding: .utf8)
-        try "Metadata-Version: 1.0\nName: uidprobe\nVersion: 1.0\n".write(toFile: src + "/PKG-INFO", atomically: true, encoding: .utf8)
-        try World.sh("mkdir -p \(wheels) && tar -C \(w.world.data)/src -czf \(wheels)/uidprobe-1.0.tar.gz uidprobe-1.0 && chmod -R a+rX \(w.world.data)")
+        let index = try LocalIndex(w.world.data + "/wheels")
+        try index.sdistRecordingBuilder("uidprobe", "1.0")
+        try World.sh("chmod -R a+rX \(w.world.data)")
         try w.git.makeRepo("ComfyUI", files: ["main.py": "print('hi')\n", "requirements.txt": "uidprobe\n"])
         var c = w.world.defaultConfig()
         c["comfyui"] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3",
-                        "install_requirements": true, "pip_args": ["--no-index", "--find-links", wheels, "--no-build-isolation"]]
+                        "install_requirements": true, "pip_args": index.pipArgs]
         c["git"] = ["allowed_protocols": ["https", "git"]]
         try w.world.writeConfig(c)
         let r = try w.comfy(["update-comfyui"])

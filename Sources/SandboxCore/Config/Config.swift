@@ -39,7 +39,19 @@ public struct Config: Codable, Equatable, Sendable {
         /// Extra arguments for pip/uv when installing requirements (e.g.
         /// ["--no-index", "--find-links", "/srv/wheels"] for offline installs).
         public var pipArgs: [String] = []
+        /// Requirement lines installed with ComfyUI's own (name, name==version,
+        /// name>=version): what upstream imports without listing. The default
+        /// goes with the default rev: ComfyUI 0.3.6x imports `requests`
+        /// (app/frontend_management.py) without listing it, and current
+        /// huggingface_hub no longer pulls it in.
+        public var extraRequirements: [String] = ["requests"]
+        /// What installs requirements as the sandbox user.
+        public var installer: Installer = .auto
         public init() {}
+    }
+
+    public enum Installer: String, Codable, Equatable, Sendable, CaseIterable {
+        case auto, uv, pip
     }
 
     public enum Access: String, Codable, Equatable, Sendable, CaseIterable {
@@ -62,6 +74,13 @@ public struct Config: Codable, Equatable, Sendable {
         }
     }
 
+    public enum RequirementsFailure: String, Codable, Equatable, Sendable, CaseIterable {
+        /// ComfyUI does not load the node.
+        case disable
+        /// ComfyUI loads it anyway, without its requirements.
+        case loadWithout = "load-without"
+    }
+
     public struct CustomNode: Codable, Equatable, Sendable {
         public var name: String
         public var repo: String
@@ -72,6 +91,14 @@ public struct Config: Codable, Equatable, Sendable {
         public var note: String? = nil
         /// Check out submodules too (off unless asked: a .gitmodules can name any URL).
         public var submodules: Bool = false
+        /// Extra environment for ComfyUI (and this node's install script);
+        /// `$NODE_DATA` in a value is this node's writable data directory.
+        public var env: [String: String] = [:]
+        /// Run the node's install.py at install time, confined like its
+        /// requirements, and seal what it adds.
+        public var installScript: Bool = false
+        /// What happens when this node's requirements cannot be installed.
+        public var onRequirementsFailure: RequirementsFailure = .disable
         public init(name: String, repo: String, rev: String = "main") {
             self.name = name
             self.repo = repo

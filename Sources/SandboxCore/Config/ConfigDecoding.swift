@@ -143,6 +143,8 @@ extension Config.ComfyUI {
         case repo, rev, path, python
         case installRequirements = "install_requirements"
         case pipArgs = "pip_args"
+        case extraRequirements = "extra_requirements"
+        case installer
     }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
@@ -153,6 +155,8 @@ extension Config.ComfyUI {
         python = try c(.python, default: python)
         installRequirements = try c(.installRequirements, default: installRequirements)
         pipArgs = try c(.pipArgs, default: [])
+        extraRequirements = try c(.extraRequirements, default: extraRequirements)
+        installer = try c(.installer, default: installer)
     }
 }
 
@@ -161,6 +165,26 @@ extension Config.Access {
         let raw = try decoder.singleValueContainer().decode(String.self)
         guard let v = Self(rawValue: raw) else {
             throw ConfigIssue(path: decoder.codingPath, message: "expected \"read-only\" or \"read-write\", got \"\(raw)\"")
+        }
+        self = v
+    }
+}
+
+extension Config.Installer {
+    public init(from decoder: any Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let v = Self(rawValue: raw) else {
+            throw ConfigIssue(path: decoder.codingPath, message: "expected \"auto\", \"uv\" or \"pip\", got \"\(raw)\"")
+        }
+        self = v
+    }
+}
+
+extension Config.RequirementsFailure {
+    public init(from decoder: any Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let v = Self(rawValue: raw) else {
+            throw ConfigIssue(path: decoder.codingPath, message: "expected \"disable\" or \"load-without\", got \"\(raw)\"")
         }
         self = v
     }
@@ -191,7 +215,9 @@ extension Config.CustomNode {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, repo, rev, enabled, writable
         case installRequirements = "install_requirements"
-        case note, submodules
+        case note, submodules, env
+        case installScript = "install_script"
+        case onRequirementsFailure = "on_requirements_failure"
     }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
@@ -202,6 +228,9 @@ extension Config.CustomNode {
         installRequirements = try c(.installRequirements, default: installRequirements)
         note = try c.optional(.note)
         submodules = try c(.submodules, default: submodules)
+        env = try c(.env, default: [:])
+        installScript = try c(.installScript, default: installScript)
+        onRequirementsFailure = try c(.onRequirementsFailure, default: onRequirementsFailure)
     }
 }
 

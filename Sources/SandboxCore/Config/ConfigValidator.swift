@@ -75,6 +75,9 @@ public enum ConfigValidator {
                 bad("comfyui.pip_args[\(i)]", "\"\(a)\" would change where packages are installed; comfy-sandbox installs into its own sealed staging directory")
             }
         }
+        for (i, r) in c.comfyui.extraRequirements.enumerated() {
+            if let why = requirementLineProblem(r) { bad("comfyui.extra_requirements[\(i)]", why) }
+        }
         for (i, p) in c.git.allowedProtocols.enumerated() where !knownProtocols.contains(p) {
             bad("git.allowed_protocols[\(i)]", "\"\(p)\" is not allowed; choose from \(knownProtocols.sorted().joined(separator: ", "))")
         }
@@ -128,6 +131,10 @@ public enum ConfigValidator {
             if !nodeNames.insert(n.name).inserted { bad("\(k).name", "\"\(n.name)\" is used by another node") }
             checkRepo(n.repo, "\(k).repo", allowed: c.git.allowedProtocols, &out)
             checkRev(n.rev, "\(k).rev", &out)
+            for name in n.env.keys.sorted() {
+                if let why = envNameProblem(name) { bad("\(k).env.\(name)", why) }
+                if n.env[name]!.utf8.contains(0) { bad("\(k).env.\(name)", "contains a NUL byte") }
+            }
         }
 
         // Launcher
@@ -300,5 +307,39 @@ public enum ConfigValidator {
         var v4 = in_addr()
         if inet_pton(AF_INET, s, &v4) == 1 { return (UInt32(bigEndian: v4.s_addr) >> 24) == 127 }
         return s == "::1"
+    }
+
+    /// A requirement line from the config: a requirement (name, name==1.2,
+    /// name[extra]>=1, name @ https://...), never an option: `-r`, `-e`,
+    /// `--index-url` and friends would change what or where is installed.
+    static func requirementLineProblem(_ r: String) -> String? {
+        let t = r.trimmingWhitespace()
+        if t.isEmpty { return "is empty" }
+        if r.utf8.contains(where: { $0 < 0x20 }) { return "contains a control character (one requirement per entry)" }
+        if t.hasPrefix("-") { return "\"\(t)\" is an installer option, not a requirement; put options in comfyui.pip_args" }
+        guard let first = t.unicodeScalars.first, first.properties.isAlphabetic || ("0"..."9").contains(first) else {
+            return "\"\(t)\" does not start with a package name"
+        }
+        return nil
+    }
+
+    /// Variables a node may set for ComfyUI: a plain name, not one the
+    /// launcher sets itself (its confinement and paths depend on them) and
+    /// not one that makes the loader or Python run other code.
+    static let reservedEnv: Set<String> = [
+        "HOME", "PATH", "TMPDIR", "USER", "LOGNAME", "LANG", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "HF_HUB_OFFLINE",
+        "HF_HUB_CACHE", "PYTHONNOUSERSITE", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONPATH", "PYTHONHOME",
+        "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTHONINSPECT", "PYTHONEXECUTABLE", "PYTHONUSERBASE", "PYTHONPLATLIBDIR",
+        "NODE_DATA",
+    ]
+    static func envNameProblem(_ name: String) -> String? {
+        guard let first = name.unicodeScalars.first, first == "_" || ("A"..."Z").contains(first) || ("a"..."z").contains(first),
+              name.unicodeScalars.allSatisfy({ $0 == "_" || ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) }) else {
+            return "\"\(name)\" is not a variable name (letters, digits and _, not starting with a digit)"
+        }
+        if reservedEnv.contains(name) || name.hasPrefix("LD_") || name.hasPrefix("GCONV_") {
+            return "\(name) is set by the launcher or changes what code runs; it cannot be set per node"
+        }
+        return nil
     }
 }

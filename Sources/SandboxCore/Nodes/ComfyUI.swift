@@ -96,9 +96,8 @@ public struct NodesPlanner: Planner {
         // out just now are installed here, the same confined, sealed way.
         let env = PythonEnv(config)
         if config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) && (!out.isEmpty || !env.requirementsSettled()) {
-            out.append(Change(.nodes, "install node requirements as \(config.sandboxUser.name)", env.venv) {
-                if !env.hasVenv { try env.createVenv() }
-                if !env.requirementsSettled() { try env.installRequirements(progress: { printError($0) }) }
+            out.append(Change(.nodes, "install requirements as \(config.sandboxUser.name)", env.venv) {
+                try env.settleRequirements(progress: { printError($0) })
             })
         }
         return out

@@ -7,28 +7,40 @@ import Glibc
 /// interpreter and pip are root's and read-only to the sandbox.
 ///
 /// Requirements (ComfyUI's `requirements.txt` when
-/// `comfyui.install_requirements`, and each enabled node's with
-/// `"install_requirements": true`) are never installed as root, because
-/// installing runs code (setup.py, build backends):
+/// `comfyui.install_requirements`, `comfyui.extra_requirements`, and each
+/// enabled node's with `"install_requirements": true`) are never installed
+/// as root, because installing runs code (setup.py, build backends):
 ///
 /// 1. root makes `VENV_PARENT/.cs-staging-XXXXXX` (root, 0755) holding
-///    `site/`, `home/` and `tmp/` owned by the sandbox user, so the sandbox
-///    can fill them but cannot rename or swap the entries themselves;
-/// 2. pip (`VENV/bin/python -m pip install --target site`) or uv when
-///    installed runs as the sandbox user under
-///    `SandboxConfinement.forInstall(config, writable: [staging])`: its
-///    uid, no capabilities, no_new_privs, writable only there;
-/// 3. root seals `site/` by descriptor (TreeOwnership: root:root, no
-///    group/other write, links never followed, multiply-linked files
-///    refused), then byte-compiles it as root (`python -I -S -m compileall`:
-///    compiling runs no package code) so Python never writes next to code;
-/// 4. root renames it to `VENV/cs-requirements/<fingerprint>` and points a
+///    `site/`, `home/`, `tmp/` and `cache/` owned by the sandbox user, so
+///    the sandbox can fill them but cannot rename or swap the entries; the
+///    installer's cache is lent into `cache/` (below);
+/// 2. the set is resolved into a lock (`uv pip compile --generate-hashes`,
+///    or pip's `install --dry-run --report`), unless a lock for this
+///    fingerprint is already in state_dir (re-provisioning reproduces it)
+///    and no `--pull` asked for a new one. A node whose requirements cannot
+///    be resolved is left out, named with the installer's error lines;
+///    the base (ComfyUI's and the extra ones) must resolve;
+/// 3. the lock is installed into `site/` with hashes required
+///    (`uv pip sync --target`, or pip `--no-deps --require-hashes`). With uv,
+///    `site/` starts as a hard-link copy of the sealed set in use, so only
+///    what changed is installed;
+/// 4. every step runs as the sandbox user under
+///    `SandboxConfinement.forInstall(config, writable: [staging])`;
+/// 5. root seals `site/` by descriptor (TreeOwnership: root:root, no
+///    group/other write, links never followed; a file with several links is
+///    refused unless it is one of the sealed set's own files), byte-compiles
+///    what is new (`python -I -S -m compileall`, which runs no package code);
+/// 6. root renames it to `VENV/cs-requirements/<fingerprint>`, points a
 ///    root-owned `comfy-sandbox-requirements.pth` in the venv's
-///    site-packages at it (written atomically). The sealed directory is a
-///    plain path entry, so `.pth` files inside it are NOT executed.
+///    site-packages at it (atomically), and keeps the previous set beside it
+///    for a rollback. The sealed directory is a plain path entry, so `.pth`
+///    files inside it are NOT executed.
 ///
-/// The fingerprint covers the interpreter, pip_args and every requirements
-/// file's content, so a change installs afresh and an unchanged set is a no-op.
+/// The installer's cache (`VENV_PARENT/.cs-cache/uv`) is root's between
+/// installs, in a root-only 0700 directory: the launched sandbox can never
+/// reach it. For an install it is lent: moved into staging and handed to the
+/// sandbox user, then sealed and moved back.
 public struct PythonEnv: Sendable {
     public let config: Config
 
@@ -36,27 +48,45 @@ public struct PythonEnv: Sendable {
 
     public var venv: String { config.venvPath }
     public var python: String { venv + "/bin/python" }
-    var sealedRoot: String { venv + "/cs-requirements" }
     static let pthName = "comfy-sandbox-requirements.pth"
 
     func exists(_ p: String) -> Bool { SafeFS.lstat(p) != nil }
 
-    /// The requirements files to install, in a stable order.
-    public func requirementFiles() -> [String] {
-        var files: [String] = []
-        if config.comfyui.installRequirements { files.append(config.comfyui.path + "/requirements.txt") }
-        for n in config.customNodes where n.enabled && n.installRequirements {
-            files.append(config.customNodesDir + "/" + n.name + "/requirements.txt")
+    /// Where requirements come from, in a stable order: the base first.
+    public func sources() -> [RequirementSource] {
+        var out: [RequirementSource] = []
+        let comfyFile = config.comfyui.path + "/requirements.txt"
+        if config.comfyui.installRequirements && FileManager.default.isReadableFile(atPath: comfyFile) {
+            out.append(RequirementSource(kind: .comfyui, name: "ComfyUI", file: comfyFile, key: "comfyui.install_requirements"))
         }
-        return files.filter { FileManager.default.isReadableFile(atPath: $0) }
+        if !config.comfyui.extraRequirements.isEmpty {
+            out.append(RequirementSource(kind: .extra, name: "comfyui.extra_requirements", file: "extra-requirements.txt",
+                                         lines: config.comfyui.extraRequirements, key: "comfyui.extra_requirements"))
+        }
+        for (i, n) in config.customNodes.enumerated() where n.enabled && n.installRequirements {
+            let f = config.customNodesDir + "/" + n.name + "/requirements.txt"
+            guard FileManager.default.isReadableFile(atPath: f) else { continue }
+            out.append(RequirementSource(kind: .node, name: n.name, file: f, onFailure: n.onRequirementsFailure,
+                                         key: "custom_nodes[\(i)]"))
+        }
+        return out
     }
 
-    public func fingerprint(_ files: [String]) -> String {
+    /// The requirements files to install, in a stable order.
+    public func requirementFiles() -> [String] { sources().filter { $0.kind != .extra }.map(\.file) }
+
+    /// Covers the interpreter, pip_args, the extra requirements and every
+    /// requirements file's path and content: an unchanged set is a no-op.
+    public func fingerprint(_ sources: [RequirementSource]) -> String {
         var h = SHA256()
         h.update(data: Data((config.comfyui.python + "\0" + config.comfyui.pipArgs.joined(separator: "\0") + "\0").utf8))
-        for f in files {
-            h.update(data: Data((f + "\0").utf8))
-            h.update(data: FileManager.default.contents(atPath: f) ?? Data())
+        for s in sources {
+            if s.kind == .extra {
+                h.update(data: Data(("extra\0" + s.lines.joined(separator: "\0") + "\0").utf8))
+                continue
+            }
+            h.update(data: Data((s.file + "\0").utf8))
+            h.update(data: FileManager.default.contents(atPath: s.file) ?? Data())
             h.update(data: Data([0]))
         }
         return Format.hex(h.finalize()).prefix(24).description
@@ -103,11 +133,23 @@ public struct PythonEnv: Sendable {
 
     /// True when the .pth already names the sealed install of exactly these requirements.
     public func requirementsSettled() -> Bool {
-        let files = requirementFiles()
-        if files.isEmpty { return true }
-        guard let sp = sitePackages(), let pth = FileManager.default.contents(atPath: sp + "/" + Self.pthName) else { return false }
-        let want = sealedRoot + "/" + fingerprint(files)
-        return String(decoding: pth, as: UTF8.self).trimmingWhitespaceAndNewlines() == want && exists(want)
+        let sources = sources()
+        if sources.isEmpty { return true }
+        guard let current = currentFingerprint() else { return false }
+        return current == fingerprint(sources)
+    }
+
+    /// The fingerprint the venv's .pth points at, when its sealed set exists.
+    public func currentFingerprint() -> String? {
+        guard let sp = sitePackages(), let pth = RootFile.read(sp + "/" + Self.pthName) else { return nil }
+        let path = String(decoding: pth, as: UTF8.self).trimmingWhitespaceAndNewlines()
+        guard path.hasPrefix(sealedRoot + "/"), exists(path) else { return nil }
+        return Paths.lastComponent(path)
+    }
+
+    /// The record of the set in use: which nodes were left out and why.
+    public func currentRecord() -> RequirementsRecord? {
+        currentFingerprint().flatMap { RequirementsRecord.load(config, $0) }
     }
 
     public func createVenv() throws {
@@ -117,92 +159,53 @@ public struct PythonEnv: Sendable {
         try HostCommand(config.comfyui.python, ["-m", "venv", "--", venv]).check("creating the Python environment (comfyui.python)")
     }
 
-    /// The installer and its arguments: uv when a root-owned one is installed, else the venv's pip.
-    func installer(target: String, files: [String]) -> (String, [String]) {
-        let req = files.flatMap { ["-r", $0] }
-        for uv in ["/usr/local/bin/uv", "/usr/bin/uv"] {
-            var st = stat()
-            if stat(uv, &st) == 0, st.st_uid == 0, (st.st_mode & 0o022) == 0 {
-                return (uv, ["pip", "install", "--no-cache", "--python", python, "--target", target] + req + config.comfyui.pipArgs)
-            }
+    /// An enabled node that installs requirements is not checked out at its
+    /// configured rev yet (provision's nodes area will do it).
+    public func nodeRequirementsPending() -> Bool {
+        let git = GitRunner(config)
+        return config.customNodes.contains { n in
+            n.enabled && n.installRequirements && !Checkout(CheckoutSpec.node(n, config), git: git).isSettled()
         }
-        return (python, ["-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--no-cache-dir", "--no-compile",
-                         "--target", target] + req + config.comfyui.pipArgs)
     }
 
-    /// Installs the requirements (steps 1-4 in the type's doc). Returns the sealed directory.
-    @discardableResult
-    public func installRequirements(progress: ((String) -> Void)? = nil) throws -> String? {
-        let files = requirementFiles()
-        guard !files.isEmpty else { return nil }
-        guard let sp = sitePackages() else { throw SandboxError.failure("the venv at \(venv) has no lib/pythonX.Y/site-packages; remove it and provision again") }
-        let id = try AccountLookup.sandboxIdentity(config)
-        let fp = fingerprint(files)
-        let dest = sealedRoot + "/" + fp
+    /// Installs when the configured set is not the one in use; the venv is made first when missing.
+    public func settleRequirements(reresolve: Bool = false, progress: ((String) -> Void)? = nil) throws {
+        if !hasVenv { try createVenv() }
+        if !stdioSettled() { try writeStdioPth() }
+        if reresolve || !requirementsSettled() { try installRequirements(reresolve: reresolve, progress: progress) }
+    }
 
-        // 1. staging: root-owned top, sandbox-owned site/home/tmp.
-        let parent = Paths.deletingLastComponent(venv)
-        var template = Array("\(parent)/.cs-staging-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { throw SandboxError.failure("cannot create a staging directory in \(parent): \(Errno.current)") }
-        let staging = String(cString: p)
-        defer { _ = try? FileManager.default.removeItem(atPath: staging) }
-        _ = chmod(staging, 0o755)
-        for sub in ["site", "home", "tmp"] {
-            let d = staging + "/" + sub
-            guard mkdir(d, 0o700) == 0, chown(d, id.user.uid, id.user.gid) == 0 else {
-                throw SandboxError.failure("cannot prepare \(d): \(Errno.current)")
-            }
+    /// `settleRequirements` as one line of update-nodes' and
+    /// update-comfyui's summary: failed when it failed or left a node out.
+    public func syncOutcome(reresolve: Bool, progress: ((String) -> Void)?) -> Outcome {
+        do {
+            let before = currentFingerprint()
+            try settleRequirements(reresolve: reresolve, progress: progress)
+            if let e = leftOutError() { return Outcome(name: "python", kind: .failed, message: e.description) }
+            let now = currentFingerprint()
+            if before == now && !reresolve { return Outcome(name: "python", kind: .upToDate, message: venv) }
+            let record = currentRecord()
+            return Outcome(name: "python", kind: .installed,
+                           message: "requirements \(now.map { String($0.prefix(12)) } ?? "none")" + (record.map { ", \($0.packages) packages with \($0.installer)" } ?? ""))
+        } catch {
+            return Outcome(name: "python", kind: .failed, message: "\(error)")
         }
+    }
 
-        // 2. the install, as the sandbox user, confined.
-        let (tool, args) = installer(target: staging + "/site", files: files)
-        progress?("installing requirements as \(id.user.name): \(([tool] + args).joined(separator: " "))")
-        let env = [
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": staging + "/home",
-            "TMPDIR": staging + "/tmp",
-            "PIP_NO_CACHE_DIR": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "UV_NO_CACHE": "1",
-            "LC_ALL": "C.UTF-8",
-        ]
-        // Local paths the pip arguments name (--find-links DIR, -c FILE) must
-        // be readable inside Landlock; nothing else beyond what ComfyUI reads.
-        let named = config.comfyui.pipArgs.compactMap { arg -> String? in
-            let value = arg.split(separator: "=", maxSplits: 1).last.map(String.init) ?? arg
-            return value.hasPrefix("/") ? value : nil
+    /// Nodes the set in use left out (their requirements could not be
+    /// installed), as one error naming each with the installer's lines; nil
+    /// when none was.
+    public func leftOutError() -> SandboxError? {
+        guard requirementsSettled(), let record = currentRecord(), !record.leftOut.isEmpty else { return nil }
+        var lines: [String] = []
+        for l in record.leftOut {
+            let what = l.policy == Config.RequirementsFailure.disable.rawValue ? "ComfyUI will not load it" : "ComfyUI loads it without them"
+            lines.append("\(l.node): its requirements could not be installed; \(what) (on_requirements_failure = \(l.policy)):")
+            lines += l.error.map { "    " + $0 }
         }
-        let confinement = try SandboxConfinement.forInstall(config, writable: [staging], readable: named)
-        let r = try HostCommand(tool, args, environment: env, workingDirectory: staging + "/tmp").run(confinement: confinement)
-        guard r.succeeded else {
-            let tail = r.stderrText.split(separator: "\n").suffix(6).joined(separator: "\n  ")
-            throw SandboxError.failure("installing requirements (\(files.joined(separator: ", "))) as \(id.user.name) failed with exit \(r.status):\n  \(tail)",
-                                       hint: "check the requirements files and comfyui.pip_args; nothing was changed in \(venv)")
-        }
-
-        // 3. seal by descriptor, then byte-compile as root.
-        let skipped = try TreeOwnership.apply(.sealed, to: staging + "/site")
-        if !skipped.isEmpty {
-            throw SandboxError.failure("refusing to seal the install: \(skipped.map { "\($0.path) \($0.why)" }.joined(separator: "; "))")
-        }
-        let compile = try HostCommand(python, ["-I", "-S", "-m", "compileall", "-q", "-j", "0", "--", staging + "/site"]).run()
-        if !compile.succeeded {
-            progress?("note: some files did not byte-compile (\(compile.stdoutText.split(separator: "\n").count) messages); Python will compile them in memory")
-        }
-        // compileall wrote __pycache__ as root; make sure no write bit slipped in.
-        try TreeOwnership.apply(.sealed, to: staging + "/site")
-
-        // 4. into the venv, then point the .pth at it.
-        if !exists(sealedRoot) {
-            guard mkdir(sealedRoot, 0o755) == 0 else { throw SandboxError.failure("cannot create \(sealedRoot): \(Errno.current)") }
-        }
-        if exists(dest) { try FileManager.default.removeItem(atPath: dest) }
-        guard rename(staging + "/site", dest) == 0 else { throw SandboxError.failure("cannot move the sealed install to \(dest): \(Errno.current)") }
-        try AtomicFile.write(Data((dest + "\n").utf8), to: sp + "/" + Self.pthName, mode: 0o644, owner: (0, 0))
-        for old in (try? FileManager.default.contentsOfDirectory(atPath: sealedRoot)) ?? [] where old != fp {
-            _ = try? FileManager.default.removeItem(atPath: sealedRoot + "/" + old)
-        }
-        return dest
+        return SandboxError.failure("\(record.leftOut.count) node(s) left out of the requirements, everything else is installed:\n  "
+                                    + lines.joined(separator: "\n  "),
+                                    hint: "fix or remove the requirement, then `comfy-sandbox update-nodes --pull` resolves again")
     }
 }
 
@@ -222,14 +225,16 @@ public struct PythonPlanner: Planner {
         }
         // ComfyUI may not be checked out yet (its area runs first, or this is
         // `plan`): its requirements.txt is then read when the change runs.
-        let files = env.requirementFiles()
+        // When nodes with requirements are still to be checked out, the nodes
+        // area installs everything once, after them: one resolve and install
+        // instead of ComfyUI's alone and then all again.
+        let sources = env.sources()
         let comfyPending = config.comfyui.installRequirements && !ComfyUIInstall(config).isSettled
-        if (!files.isEmpty || comfyPending) && (!env.hasVenv || !env.requirementsSettled() || comfyPending) {
+        if env.nodeRequirementsPending() { return out }
+        if (!sources.isEmpty || comfyPending) && (!env.hasVenv || !env.requirementsSettled() || comfyPending) {
             out.append(Change(.python, "install requirements as \(config.sandboxUser.name)", env.venv,
-                              to: files.isEmpty ? "after checkout" : env.fingerprint(files).prefix(12).description) {
-                if !env.requirementsSettled() {
-                    try env.installRequirements(progress: { printError($0) })
-                }
+                              to: sources.isEmpty ? "after checkout" : env.fingerprint(sources).prefix(12).description) {
+                try env.settleRequirements(progress: { printError($0) })
             })
         }
         return out

@@ -29,7 +29,12 @@ public enum TreeOwnership {
         public static let sealed = Rule(uid: 0, gid: 0, dirKeep: 0o755, dirAdd: 0o755, fileKeep: 0o755, fileAdd: 0o644)
     }
 
-    public struct Skipped: Sendable { public var path: String; public var why: String }
+    public struct Skipped: Sendable {
+        public var path: String
+        public var why: String
+        /// For a multiply-linked file: which inode it is.
+        public var identity: FileIdentity? = nil
+    }
 
     /// Applies `rule` to `root` and everything below it. `skipTop` names
     /// entries directly under root to leave out (e.g. ".git").
@@ -93,7 +98,7 @@ public enum TreeOwnership {
                 try walk(sub, display: path, rule, skipTop: [], depth: depth + 1, &skipped)
             case S_IFREG:
                 if st.st_nlink > 1 {
-                    skipped.append(Skipped(path: path, why: "has \(st.st_nlink) hard links"))
+                    skipped.append(Skipped(path: path, why: "has \(st.st_nlink) hard links", identity: FileIdentity(st)))
                     continue
                 }
                 let f = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
