@@ -39,6 +39,7 @@ struct PlanTests {
         #expect(lines == [
             "tree: create ComfyUI user directory \(dir)/opt/ComfyUI/user -> comfyui_sandbox:cs_test_nogroup 2770",
             "tree: create ComfyUI user directory \(dir)/opt/ComfyUI/user/default -> comfyui_sandbox:cs_test_nogroup 2770",
+            "tree: create ComfyUI web/extensions (nodes add their folder there) \(dir)/opt/ComfyUI/web/extensions -> comfyui_sandbox:cs_test_nogroup 2770",
             "tree: create directory \(dir)/data/models -> nobody:cs_test_nogroup 2755",
             "tree: link \(dir)/opt/ComfyUI/models -> \(dir)/data/models",
             "tree: create directory \(dir)/data/output -> nobody:cs_test_nogroup 2775 + default ACL u::rwx,g::rwx,g:cs_test_nogroup:rwx,m::rwx,o::r-x",

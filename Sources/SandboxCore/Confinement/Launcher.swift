@@ -143,6 +143,8 @@ public enum Launcher {
         // Home: must exist (provision makes it); created here only when missing.
         let home = config.sandboxUser.home
         try FileTree.ensureOwnedDirectory(home, uid: id.user.uid, gid: id.user.gid, mode: 0o700)
+        // Each enabled node's writable data directory (NODE_DATA), outside its sealed code.
+        try NodeEnvironment.prepareDataDirectories(config, uid: id.user.uid, gid: id.user.gid)
 
         // RAM temp: a fresh directory per run, owned by the sandbox user, 0700.
         let temp: String
@@ -324,6 +326,11 @@ public enum Launcher {
         for node in config.customNodes where node.writable && node.enabled {
             rules.append(R(config.customNodesDir + "/" + node.name, .readWrite))
         }
+        // ...and web/extensions, where nodes add their folder (TreePlanner).
+        rules.append(R(config.comfyui.path + "/web/extensions", .readWrite))
+        // The primary user's Hugging Face cache, read-only: hf_hub_download
+        // finds weights the user already has (HF_HUB_CACHE, HF_HUB_OFFLINE).
+        if let cache = config.models.hfCache { rules.append(R(cache, .read)) }
         // Shares at their real paths (ComfyUI reaches them through the
         // comfyui.path/<mount> links; Landlock checks the resolved file).
         for share in config.shares {
@@ -371,7 +378,10 @@ public enum Launcher {
     /// The environment, built from nothing.
     public static func environment(_ config: Config, home: String, temp: String, gpu: GPUSelection) -> [String: String] {
         var path = "/usr/local/bin:/usr/bin:/bin"
-        var env: [String: String] = [
+        // What nodes read to find a writable place (their data directories,
+        // their `env`) first; the launcher's own variables win over them.
+        var env = NodeEnvironment.variables(config)
+        env.merge([
             "HOME": home,
             "LANG": "C.UTF-8",
             "TMPDIR": temp,
@@ -387,7 +397,8 @@ public enum Launcher {
             "CUDA_CACHE_PATH": home + "/.cache/nv/ComputeCache",
             "TRITON_CACHE_DIR": home + "/.cache/triton",
             "DO_NOT_TRACK": "1",
-        ]
+        ]) { _, launcher in launcher }
+        if let cache = config.models.hfCache { env["HF_HUB_CACHE"] = cache }
         if config.launcher.network == .loopbackOnly { env["HF_HUB_OFFLINE"] = "1" }
         if Paths.isExecutableFile(config.venvPath + "/bin/python") {
             env["VIRTUAL_ENV"] = config.venvPath
@@ -417,7 +428,23 @@ public enum Launcher {
         args += ["--output-directory", share("output") ?? config.comfyui.path + "/output"]
         args += ["--user-directory", config.comfyui.path + "/user"]
         args += ["--temp-directory", session.tempDir]
-        return args + l.extraArgs
+        return args + skipLeftOutNodes(config) + l.extraArgs
+    }
+
+    /// Nodes whose requirements could not be installed and whose
+    /// `on_requirements_failure` is "disable": ComfyUI loads every other
+    /// entry of custom_nodes (`--disable-all-custom-nodes` with a whitelist,
+    /// which ComfyUI has since 0.3.2x; without it the node is loaded and
+    /// fails at import, which launcher.log then shows).
+    static func skipLeftOutNodes(_ config: Config) -> [String] {
+        guard let record = PythonEnv(config).currentRecord() else { return [] }
+        let skipped = Set(record.leftOut.filter { $0.policy == Config.RequirementsFailure.disable.rawValue }.map(\.node))
+        guard !skipped.isEmpty,
+              let cli = FileManager.default.contents(atPath: config.comfyui.path + "/comfy/cli_args.py"),
+              String(decoding: cli, as: UTF8.self).contains("--whitelist-custom-nodes") else { return [] }
+        let entries = ((try? FileManager.default.contentsOfDirectory(atPath: config.customNodesDir)) ?? [])
+            .filter { !skipped.contains($0) && !$0.hasPrefix(".") }.sorted()
+        return ["--disable-all-custom-nodes"] + (entries.isEmpty ? [] : ["--whitelist-custom-nodes"] + entries)
     }
 
     /// Resolves CMD against the sandbox's PATH (as the shell would).

@@ -47,7 +47,7 @@ public struct CheckoutSpec: Sendable {
         var s = CheckoutSpec(name: "ComfyUI", repo: config.comfyui.repo, rev: config.comfyui.rev, dir: config.comfyui.path,
                              disabledDir: nil, recordPath: config.stateDir + "/comfyui.json")
         s.installInPlace = true
-        s.sparseExclude = config.shares.map(\.mount)
+        s.sparseExclude = config.shares.map(\.mount) + ["web/extensions"]
         return s
     }
 }

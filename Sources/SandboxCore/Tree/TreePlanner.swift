@@ -106,6 +106,22 @@ public struct TreePlanner: Planner {
             // ComfyUI's view of the share.
             out += try viewChanges(config, share, index: i)
         }
+        // The Hugging Face cache, read inside (HF_HUB_CACHE): the group must
+        // pass the primary user's home and the directories down to it. Its
+        // files are read with their own modes (usually 0644): nothing in it
+        // is changed.
+        if let cache = config.models.hfCache, let primary, ConfigValidator.isInside(cache, [primary.home]) {
+            var dirs = [primary.home]
+            var p = primary.home
+            for c in cache.dropFirst(primary.home.count + 1).split(separator: "/") { p += "/" + c; dirs.append(p) }
+            for dir in dirs where !traversePlanned.contains(dir) {
+                guard let st = SafeFS.lstat(dir), SafeFS.isDirectory(st), !ACL.groupCanTraverse(st, fd: nil, path: dir, gid: group?.gid) else { continue }
+                traversePlanned.insert(dir)
+                out.append(Change(.tree, "grant traverse", dir, to: "group \(groupName) --x (ACL), for models.hf_cache") {
+                    try Self.applyTraverse(dir, groupName)
+                })
+            }
+        }
         // Several changes of one share run the same idempotent apply; keep
         // each plan line but let the apply after the first find nothing to do.
         return out
@@ -137,22 +153,28 @@ public struct TreePlanner: Planner {
     /// of comfyui.path. Its `default/workflows` is still a view link root makes.
     public static let userDirectoryMode: mode_t = 0o2770
 
+    /// Also `web/extensions`: nodes such as ComfyUI-Custom-Scripts make their
+    /// folder there at import (older ComfyUI served extension scripts from
+    /// it); it is the sandbox's so they can, while `web/` and the rest of
+    /// ComfyUI's code stay root's. The checkout leaves it out (sparse), so
+    /// git never writes there either.
     static func userDirectories(_ config: Config) -> [String] {
-        [config.comfyui.path + "/user", config.comfyui.path + "/user/default"]
+        [config.comfyui.path + "/user", config.comfyui.path + "/user/default", config.comfyui.path + "/web/extensions"]
     }
 
     func userDirectoryChanges(_ config: Config, sandbox: AccountLookup.User?, group: AccountLookup.Group?) -> [Change] {
         let owner = "\(config.sandboxUser.name):\(config.sharedGroup.name) \(SafeFS.octal(Self.userDirectoryMode))"
         var out: [Change] = []
         for dir in Self.userDirectories(config) {
+            let what = dir.hasSuffix("/web/extensions") ? "ComfyUI web/extensions (nodes add their folder there)" : "ComfyUI user directory"
             guard let st = SafeFS.lstat(dir) else {
-                out.append(Change(.tree, "create ComfyUI user directory", dir, to: owner) { try Self.applyUserDirectories(config) })
+                out.append(Change(.tree, "create \(what)", dir, to: owner) { try Self.applyUserDirectories(config) })
                 continue
             }
             let right = SafeFS.isDirectory(st) && st.st_uid == sandbox?.uid && st.st_gid == group?.gid
                 && st.st_mode & 0o7777 == Self.userDirectoryMode
             if !right {
-                out.append(Change(.tree, "set ComfyUI user directory", dir,
+                out.append(Change(.tree, "set \(what)", dir,
                                   from: "\(SafeFS.userName(st.st_uid)):\(SafeFS.groupName(st.st_gid)) \(SafeFS.octal(st.st_mode))",
                                   to: owner) { try Self.applyUserDirectories(config) })
             }
