@@ -26,6 +26,18 @@ enum NodeOutput {
         PythonEnv(config).syncOutcome(reresolve: reresolve, progress: { printError($0) })
     }
 
+    /// The requirements, then the install scripts that may import them.
+    static func syncNodesEnvironment(_ config: Config, reresolve: Bool = false) -> [Outcome] {
+        var out: [Outcome] = []
+        if config.comfyui.installRequirements || config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) {
+            out.append(syncPythonEnv(config, reresolve: reresolve))
+        }
+        if out.last?.kind != .failed || out.last?.message?.contains("left out") == true {
+            out += InstallScript.settle(config, progress: { printError($0) })
+        }
+        return out
+    }
+
     /// Root, a sane umask (new files root-owned and read-only to others), the state lock.
     static func prepare(_ config: Config, command: String) throws -> StateLock {
         try requireRoot(command)

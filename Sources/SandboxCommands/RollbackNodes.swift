@@ -21,9 +21,7 @@ public struct RollbackNodes: ParsableCommand {
         // The nodes' requirement files are back as they were: the set sealed
         // for them (kept beside the one in use) is switched to, or installed
         // again from its lock.
-        if config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) {
-            report.outcomes.append(NodeOutput.syncPythonEnv(config))
-        }
+        report.outcomes += NodeOutput.syncNodesEnvironment(config)
         try NodeOutput.emit(report, json: output.json)
     }
 }

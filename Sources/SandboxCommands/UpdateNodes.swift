@@ -20,9 +20,7 @@ public struct UpdateNodes: ParsableCommand {
         let lock = try NodeOutput.prepare(config, command: "update-nodes")
         defer { lock.release() }
         var report = try NodeManager(config).update(names: names, pull: pull, progress: NodeProgress(verb: "update"))
-        if config.customNodes.contains(where: { $0.enabled && $0.installRequirements }) {
-            report.outcomes.append(NodeOutput.syncPythonEnv(config, reresolve: pull))
-        }
+        report.outcomes += NodeOutput.syncNodesEnvironment(config, reresolve: pull)
         try NodeOutput.emit(report, json: output.json)
     }
 }

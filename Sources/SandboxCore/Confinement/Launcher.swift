@@ -646,6 +646,31 @@ enum FileTree {
         }
     }
 
+    /// Removes `relative` (a/b/c) below the directory `root`, reaching its
+    /// parent by fd without following a link at any level: a tree the sandbox
+    /// may write (a writable node) cannot redirect the removal elsewhere.
+    static func removeTree(under root: String, relative: String) {
+        var fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        let parts = relative.split(separator: "/").map(String.init)
+        guard let last = parts.last, !parts.contains(where: { $0 == ".." || $0 == "." }) else { close(fd); return }
+        for part in parts.dropLast() {
+            let next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            close(fd)
+            guard next >= 0 else { return }
+            fd = next
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstatat(fd, last, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            removeContents(fd, last, device: st.st_dev)
+            unlinkat(fd, last, AT_REMOVEDIR)
+        } else {
+            unlinkat(fd, last, 0)
+        }
+    }
+
     private static func removeContents(_ parent: Int32, _ name: String, device: dev_t) {
         let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return }

@@ -100,6 +100,13 @@ public struct NodesPlanner: Planner {
                 try env.settleRequirements(progress: { printError($0) })
             })
         }
+        // Then install scripts, which may import the requirements (Impact-Pack's does).
+        if !InstallScript.nodes(config).isEmpty && (!out.isEmpty || !InstallScript.settled(config)) {
+            out.append(Change(.nodes, "run install scripts as \(config.sandboxUser.name)", InstallScript.nodes(config).map(\.name).joined(separator: ", ")) {
+                let failed = InstallScript.settle(config, progress: { printError($0) }).filter { $0.kind == .failed }
+                if !failed.isEmpty { throw SandboxError.failure(failed.map(\.line).joined(separator: "\n  ")) }
+            })
+        }
         return out
     }
 }
