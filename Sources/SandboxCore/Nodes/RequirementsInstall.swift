@@ -268,8 +268,11 @@ struct InstallRun {
     static func errorLines(_ r: HostCommand.Result, count: Int = 12) -> [String] {
         let text = r.stderrText.isEmpty ? r.stdoutText : r.stderrText
         let lines = text.split(separator: "\n").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
-        let chosen = lines.filter { $0.lowercased().contains("error") || $0.hasPrefix("×") || $0.hasPrefix("╰") || $0.hasPrefix("Because") || $0.hasPrefix("help:") }
-        return (chosen.isEmpty ? Array(lines.suffix(count)) : Array(chosen.suffix(count))).map { PermissionFixer.escape(Array($0.utf8)) }
+        // From the first error line on (uv: "error:", then "cause:"/"hint:"
+        // lines; pip: "ERROR:"), else the last lines.
+        let first = lines.firstIndex { $0.lowercased().hasPrefix("error") || $0.hasPrefix("×") }
+        let chosen = first.map { Array(lines[$0...].prefix(count)) } ?? Array(lines.suffix(count))
+        return chosen.map { PermissionFixer.escape(Array($0.utf8)) }
     }
 
     /// Resolves `sources` to a lock; the installer's error lines when it cannot.

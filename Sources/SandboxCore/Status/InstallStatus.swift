@@ -20,6 +20,7 @@ public enum InstallStatus {
         if config.customNodes.isEmpty {
             out.append(StatusItem("nodes", "configured", "none (custom_nodes is empty)"))
         }
+        let leftOut = Dictionary(env.currentRecord()?.leftOut.map { ($0.node, $0) } ?? [], uniquingKeysWith: { a, _ in a })
         for (i, n) in config.customNodes.enumerated() {
             let spec = CheckoutSpec.node(n, config)
             var item = recordItem("nodes", n.name, spec)
@@ -28,7 +29,13 @@ public enum InstallStatus {
             facts.append(n.writable ? "writable by \(config.sharedGroup.name)" : "read-only")
             let reqs = requirementState(n.enabled && n.installRequirements, file: spec.dir + "/requirements.txt",
                                         key: "custom_nodes[\(i)].install_requirements", settled: settled)
-            facts.append("requirements " + reqs.text)
+            if let l = leftOut[n.name] {
+                facts.append("requirements left out (could not be installed: \(l.error.last ?? "?")); "
+                             + (l.policy == Config.RequirementsFailure.disable.rawValue ? "not loaded" : "loaded without them"))
+                item.ok = false
+            } else {
+                facts.append("requirements " + reqs.text)
+            }
             item.value += "; " + facts.joined(separator: ", ")
             item.ok = item.ok && reqs.ok
             out.append(item)
