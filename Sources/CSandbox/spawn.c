@@ -65,17 +65,22 @@ static const char *const step_names[] = {
     [CS_STEP_LANDLOCK] = "landlock_restrict_self",
     [CS_STEP_SECCOMP] = "seccomp(SET_MODE_FILTER)",
     [CS_STEP_EXEC] = "execve",
+    [CS_STEP_NAMESPACES] = "clone(new mount, PID, IPC, UTS, cgroup namespaces)",
+    [CS_STEP_ROOT] = "building the root (mounts, pivot_root)",
+    [CS_STEP_ROOT_RULES] = "Landlock rules inside the root",
 };
 
 const char *cs_spawn_step_name(int step) {
-    if (step < 0 || step > CS_STEP_EXEC) return "unknown";
+    if (step < 0 || step > CS_STEP_ROOT_RULES) return "unknown";
     return step_names[step];
 }
 
-struct failure { int step; int err; };
+struct failure { int step; int err; int op; };
+
+static int failed_op = -1;   // the root op that failed (init only)
 
 static void fail(int fd, int step) {
-    struct failure f = { step, errno };
+    struct failure f = { step, errno, failed_op };
     ssize_t n;
     do { n = write(fd, &f, sizeof f); } while (n < 0 && errno == EINTR);
     _exit(127);
@@ -264,9 +269,88 @@ static int child_entry(void *p) {
     child(a->spec, a->report);
 }
 
-pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_errno) {
+// The init of a constructed root (spec->root): PID 1 of new mount, PID, IPC,
+// UTS and cgroup namespaces, forked (not vforked: it outlives the
+// launcher's wait for an execve) from the launcher as root.
+__attribute__((noreturn))
+static void init_child(const cs_spawn_spec *s, int report) {
+    // 1. Default handlers, every signal blocked: the init takes them with
+    //    sigwaitinfo (a PID 1 gets no signal it has no handler for, unless
+    //    it is blocked and waited for: then it is queued).
+    sigset_t all;
+    sigfillset(&all);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = SIG_DFL;
+        (void)sigaction(sig, &sa, NULL);
+    }
+    if (sigprocmask(SIG_SETMASK, &all, NULL) != 0) fail(report, CS_STEP_SIGNALS);
+    // 2. Die with the launcher, first: when the launcher is killed (SIGKILL
+    //    included) the init dies, and with PID 1 the kernel kills every
+    //    process of the namespace. Still root here, so nothing clears it.
+    //    (getppid() is 0 for a PID 1: the launcher is outside the namespace;
+    //    it is blocked reading the report pipe until our program runs.)
+    if (s->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(report, CS_STEP_PDEATHSIG);
+    // 3. New session: no controlling terminal for anything inside.
+    if (s->new_session && setsid() < 0) fail(report, CS_STEP_SETSID);
+    // 4. Network, while we hold CAP_SYS_ADMIN (the program inherits it).
+    if (s->netns_fd >= 0 && syscall(SYS_setns, s->netns_fd, CLONE_NEWNET) != 0) fail(report, CS_STEP_SETNS);
+    if (s->netns_fd < 0 && s->new_loopback_netns && (unshare(CLONE_NEWNET) != 0 || cs_loopback_up() != 0))
+        fail(report, CS_STEP_SETNS);
+    // 5. A host name of its own (UTS namespace): the host's is not its business.
+    if (s->root->hostname && sethostname(s->root->hostname, strlen(s->root->hostname)) != 0) fail(report, CS_STEP_NAMESPACES);
+    // 6. The root (root.c), then pivot into it.
+    if (cs_build_root(s->root, &failed_op) != 0) fail(report, CS_STEP_ROOT);
+    failed_op = -1;
+    // 7. Landlock rules for what exists only in here (the private tmpfs,
+    //    the fresh /proc): added to the ruleset the launcher built, which the
+    //    program enforces on itself.
+    if (s->landlock_ruleset_fd >= 0) {
+        for (int i = 0; i < s->root->n_rules; i++) {
+            int fd = open(s->root->rules[i].path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0) { failed_op = i; fail(report, CS_STEP_ROOT_RULES); }
+            if (cs_landlock_add_path_rule(s->landlock_ruleset_fd, fd, s->root->rules[i].access) != 0) {
+                failed_op = i;
+                fail(report, CS_STEP_ROOT_RULES);
+            }
+            close(fd);
+        }
+    }
+    // 8. The program, PID 2: the same drop as without a root (child()), in
+    //    the namespaces we are now in. vfork-style again: this copy of the
+    //    launcher's memory is ours alone.
+    cs_spawn_spec prog = *s;
+    prog.netns_fd = -1;
+    prog.new_loopback_netns = 0;
+    prog.new_session = 0;
+    prog.root = NULL;
+    const size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) fail(report, CS_STEP_FORK);
+    struct child_args args = { &prog, report };
+    pid_t pid = clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    if (pid < 0) fail(report, CS_STEP_FORK);
+    // 9. The init holds nothing of the launcher's: every fd goes (the report
+    //    pipe too, so the launcher reads EOF now that the program runs, or
+    //    the failure the program wrote).
+    if (cs_close_range(0, ~0U, 0) != 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (int fd = 0; fd < max; fd++) close(fd);
+    }
+    cs_init_loop(pid);
+}
+
+static int init_entry(void *p) {
+    const struct child_args *a = p;
+    init_child(a->spec, a->report);
+}
+
+pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_errno, int *fail_op) {
     *fail_step = CS_STEP_NONE;
     *fail_errno = 0;
+    *fail_op = -1;
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         *fail_step = CS_STEP_FORK;
@@ -291,14 +375,20 @@ pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_err
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     struct child_args args = { spec, pipefd[1] };
-    // Returns once the child has called execve (or _exited after a failure).
-    pid_t pid = clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    // Without a root: the program itself, vfork-style; returns once it has
+    // called execve (or _exited after a failure). With one: the init, forked
+    // into its new namespaces (on its own copy of `stack`); the pipe below
+    // then says when the program has called execve.
+    pid_t pid = spec->root
+        ? clone(init_entry, (char *)stack + stack_size,
+                CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD, &args)
+        : clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     munmap(stack, stack_size);
     errno = clone_errno;
     if (pid < 0) {
-        *fail_step = CS_STEP_FORK;
+        *fail_step = spec->root ? CS_STEP_NAMESPACES : CS_STEP_FORK;
         *fail_errno = errno;
         close(pipefd[0]);
         close(pipefd[1]);
@@ -314,6 +404,7 @@ pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_err
         cs_wait(pid, &status);
         *fail_step = f.step;
         *fail_errno = f.err;
+        *fail_op = f.op;
         errno = f.err;
         return -1;
     }

@@ -57,7 +57,7 @@ public struct Launch: ParsableCommand {
         } else {
             printError("comfy-sandbox: ComfyUI listens on http://\(IPEndpoint.urlAuthority(config.launcher.listen, Int(port)))/ (launcher.network = host)")
         }
-        let (exit, stopSignal) = Launcher.supervised(main: pid, companions: companions)
+        let (exit, stopSignal) = Launcher.supervised(main: pid, companions: companions, throughInit: session.confinement.root != nil)
         session.cleanup()
         LauncherPidFile.remove(config)
         printError("comfy-sandbox: ComfyUI exited (\(exit.code))")

@@ -230,7 +230,7 @@ struct LauncherMustWorkTests {
         let r = try w.world.comfy(["run", "--", "/usr/bin/env"], environment: ["SECRET_TOKEN": "leak"])
         let env = r.stdoutText
         #expect(!env.contains("SECRET_TOKEN"))
-        for key in ["HOME=\(w.sandboxHome)", "PYTHONNOUSERSITE=1", "DO_NOT_TRACK=1", "HF_HUB_OFFLINE=1", "TMPDIR=/dev/shm/", "CUDA_CACHE_PATH=\(w.sandboxHome)"] {
+        for key in ["HOME=\(w.sandboxHome)", "PYTHONNOUSERSITE=1", "DO_NOT_TRACK=1", "HF_HUB_OFFLINE=1", "TMPDIR=/dev/shm/", "CUDA_CACHE_PATH=/run/jit/", "TRITON_CACHE_DIR=/run/jit/"] {
             #expect(env.contains(key), "\(key) missing in \(env)")
         }
         #expect(r.stderrText.contains("no NVIDIA GPU found"), "says it runs without a GPU: \(r.stderrText)")
@@ -246,13 +246,17 @@ struct LauncherMustWorkTests {
         #expect(r.stdoutText.contains("\(w.world.uid("comfyui_sandbox") ?? 0)"))
     }
 
-    @Test("the RAM temp is removed after the run", .requiresRoot)
-    func ramTempRemoved() throws {
+    @Test("the RAM temp is in the session's own /dev/shm: not the host's, gone with the session", .requiresRoot)
+    func ramTempPrivate() throws {
         let w = SharedLauncherWorld.loopback
-        let r = try w.run(["/bin/sh", "-c", "echo $TMPDIR; touch $TMPDIR/a; mkdir $TMPDIR/d; ln -s / $TMPDIR/d/root"])
-        let dir = r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(dir.hasPrefix("/dev/shm/comfy-sandbox."))
-        #expect(!FileManager.default.fileExists(atPath: dir))
+        let marker = "cs-shm-probe-\(getpid())"
+        let r = try w.run(["/bin/sh", "-c", "echo $TMPDIR; touch $TMPDIR/a /dev/shm/\(marker) /tmp/\(marker); ls /dev/shm"])
+        let lines = r.stdoutText.split(separator: "\n").map(String.init)
+        #expect(lines.first == ConstructedRoot.tempDirectory, "\(r.stdoutText) \(r.stderrText)")
+        // The host's /dev/shm and /tmp never saw it, and the sandbox saw none of the host's.
+        #expect(!FileManager.default.fileExists(atPath: "/dev/shm/\(marker)"))
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/\(marker)"))
+        #expect(Set(lines.dropFirst()) == ["comfy-temp", marker], "\(lines)")
     }
 
     @Test("what the command leaves running (setsid, double fork, SIGTERM ignored) is killed when it exits", .requiresRoot)
@@ -260,19 +264,18 @@ struct LauncherMustWorkTests {
         let w = SharedLauncherWorld.loopback
         // Each sleeper prints its pid, then lets go of stdout (else reading
         // the output would wait for it).
+        // The pids inside are the session's PID namespace's: the sleepers are
+        // found on the host by their unmistakable arguments.
+        let tag = 300 + Int(getpid() % 500)
         let r = try w.run(["/bin/sh", "-c", """
-            setsid sh -c 'echo $$; trap "" TERM HUP; exec sleep 300 >/dev/null 2>&1' </dev/null &
-            ( setsid sh -c 'echo $$; exec sleep 301 >/dev/null 2>&1' </dev/null & )
-            sleep 0.2
+            setsid sh -c 'trap "" TERM HUP; exec sleep \(tag).25 >/dev/null 2>&1' </dev/null &
+            ( setsid sh -c 'exec sleep \(tag).75 >/dev/null 2>&1' </dev/null & )
+            sleep 0.3; ps -e -o comm= | grep -c sleep
             """])
-        let pids = r.stdoutText.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
-        try #require(pids.count == 2, "\(r.stdoutText) \(r.stderrText)")
-        for pid in pids {
-            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-            #expect(!cmdline.hasPrefix("sleep"), "pid \(pid) (\(cmdline)) outlived the run")
-            if cmdline.hasPrefix("sleep") { kill(pid, SIGKILL) }
-        }
-        #expect(r.stderrText.contains("killed 2 processes the session left running"), "\(r.stderrText)")
+        #expect(r.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "both ran: \(r.stdoutText) \(r.stderrText)")
+        let left = World.processes(withArgument: ["\(tag).25", "\(tag).75"])
+        for pid in left { kill(pid, SIGKILL) }
+        #expect(left.isEmpty, "outlived the run: \(left)")
     }
 
     @Test("RAM temps left by a killed launcher are swept; locked, foreign, young and symlinked ones stay", .requiresRoot)
@@ -375,17 +378,22 @@ struct LauncherLaunchTests {
         let pids = pidText.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
         try #require(pids.count == 2, "standin-pids: \(pidText)")
         let launcherPid = try w.world.launcherPid()
+        let uid = try #require(w.world.uid("comfyui_sandbox"))
 
         let stop = try w.world.comfy(["stop", "--timeout", "1"])
         #expect(stop.stdoutText.contains("killed it (launcher pid \(launcherPid) cleaned up and exited)"), "\(stop.stdoutText)")
-        for pid in pids + [launcherPid] {
-            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-            #expect(!cmdline.hasPrefix("/bin/sleep") && !cmdline.contains("comfy-sandbox"), "pid \(pid) (\(cmdline)) survived stop")
-            if cmdline.hasPrefix("/bin/sleep") { kill(pid, SIGKILL) }
+        // Its pids are the session's PID namespace's; on the host nothing of
+        // the sandbox user may remain, nor the launcher.
+        let cmdline = (try? String(contentsOfFile: "/proc/\(launcherPid)/cmdline", encoding: .utf8)) ?? ""
+        #expect(!cmdline.contains("comfy-sandbox"), "the launcher \(launcherPid) survived stop")
+        // (By their arguments: other tests' worlds run as the same uid.)
+        _ = uid
+        let left = World.processes(withArgument: ["601", "602"]).filter { pid in
+            ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").hasPrefix("/bin/sleep")
         }
-        #expect(SafeFS.lstat(temp) == nil, "the RAM temp \(temp) was removed")
-        let log = (try? String(contentsOfFile: w.world.state + "/launcher.log", encoding: .utf8)) ?? ""
-        #expect(log.contains("the session left running"), "\(log)")
+        for pid in left { kill(pid, SIGKILL) }
+        #expect(left.isEmpty, "the stand-in's sleepers survived stop: \(left)")
+        #expect(temp == ConstructedRoot.tempDirectory, "the temp was the session's own: \(temp)")
     }
 
     @Test("a SIGKILLed launcher takes ComfyUI and the relay with it (the parent-death signal survives the uid change)", .requiresRoot)
@@ -672,10 +680,10 @@ struct LauncherLandlockModeTests {
         #expect(none.stderrText.contains("Landlock is NOT enforced"), "\(none.stderrText)")
         // ABI 3: files enforced, TCP rules not (and said so); binding another port then works.
         let old = try w.world.comfy(["run", "--", "/usr/bin/python3", "-c",
-                                     "import socket; socket.socket().bind(('127.0.0.1', \(w.port + 1 > 65535 ? 65534 : w.port + 1))); open('/var/tmp/cs-landlock-probe', 'w')"],
+                                     "import os, socket; socket.socket().bind(('127.0.0.1', \(w.port + 1 > 65535 ? 65534 : w.port + 1))); os.listdir('/run')"],
                                     environment: ["COMFY_SANDBOX_LANDLOCK_ABI": "3"])
         #expect(old.stderrText.contains("TCP bind/connect rules (ABI 4)"), "\(old.stderrText)")
-        // /var/tmp is world-writable (1777): only Landlock refuses it.
+        // The root's /run is 0755 (anyone may list it): only Landlock refuses it.
         #expect(old.stderrText.contains("PermissionError"), "files still enforced: \(old.stderrText)")
     }
 
@@ -720,36 +728,46 @@ struct InstallConfinementTests {
         // What a hostile setup.py could do: detach processes that outlive pip.
         // One keeps stderr (the pipe we read) open; one turns non-dumpable,
         // which hands its /proc entry to root.
+        // A third keeps running in a thread after its thread-group leader
+        // exited: a zombie leader, which a child list skipping state Z misses.
+        // Inside its PID namespace the pids mean nothing on the host: they
+        // are found by their arguments and thread names.
+        let tag = "\(400 + Int(getpid() % 500))"
         let script = """
-        import ctypes, os, sys
-        def detach(keep_stderr, nondumpable):
+        import ctypes, os, sys, threading, time
+        def detach(keep_stderr, nondumpable, arg):
             if os.fork() == 0:
                 os.setsid()
                 if os.fork() == 0:
                     if nondumpable:
                         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)   # PR_SET_DUMPABLE 0
-                    print(os.getpid(), flush=True)
                     null = os.open('/dev/null', os.O_RDWR)
                     os.dup2(null, 0); os.dup2(null, 1)
                     if not keep_stderr: os.dup2(null, 2)
-                    os.execv('/bin/sleep', ['sleep', '300'])
+                    os.execv('/bin/sleep', ['sleep', arg])
                 os._exit(0)
             os.wait()
-        detach(True, False)
-        detach(False, True)
+        detach(True, False, '\(tag).25')
+        detach(False, True, '\(tag).75')
+        if os.fork() == 0:
+            os.setsid()
+            def linger():
+                ctypes.CDLL(None).prctl(15, b'cs-zl-\(tag)', 0, 0, 0)   # PR_SET_NAME
+                time.sleep(300)
+            threading.Thread(target=linger).start()
+            time.sleep(0.2)
+            ctypes.CDLL(None).pthread_exit(None)   # the leader goes, the thread stays
+        time.sleep(0.5)
+        print('detached', flush=True)
         """
         let start = Date()
         let r = try w.world.run([World.binary, "__internal", "install-probe", "--config", w.world.configPath,
                                  "--", "/usr/bin/python3", "-c", script], timeout: 120)
         #expect(r.succeeded, "\(r.stderrText)")
+        #expect(r.stdoutText.contains("detached"), "\(r.stdoutText) \(r.stderrText)")
         #expect(Date().timeIntervalSince(start) < 30, "a leftover holding the pipe must not hang the install")
-        let pids = r.stdoutText.split(whereSeparator: \.isWhitespace).compactMap { pid_t($0) }
-        try #require(pids.count == 2, "\(r.stdoutText)")
-        for pid in pids {
-            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-            #expect(!cmdline.hasPrefix("sleep"), "pid \(pid) outlived the install")
-            if cmdline.hasPrefix("sleep") { kill(pid, SIGKILL) }
-        }
-        #expect(r.stderrText.contains("killed 2 processes python3 left running as the sandbox user"), "\(r.stderrText)")
+        let left = World.processes(withArgument: ["\(tag).25", "\(tag).75"]) + World.processes(withThreadNamed: "cs-zl-\(tag)")
+        for pid in left { kill(pid, SIGKILL) }
+        #expect(left.isEmpty, "outlived the install: \(left)")
     }
 }

@@ -91,6 +91,67 @@ int cs_new_loopback_netns(void);
 int cs_loopback_netns_here(void);
 int cs_setns(int fd, int nstype);
 
+// MARK: the constructed root (Sources/CSandbox/root.c)
+/// open_tree(dirfd, path, OPEN_TREE_CLONE|AT_EMPTY_PATH|AT_SYMLINK_NOFOLLOW
+/// [|AT_RECURSIVE]): a detached copy of the mount(s) at path, as an fd.
+int cs_open_tree_clone(int dirfd, const char *path, int recursive);
+/// mount_setattr(fd, "", AT_EMPTY_PATH|AT_RECURSIVE, {set, clear}).
+int cs_mount_setattr_tree(int fd, uint64_t set, uint64_t clear);
+extern const uint64_t CS_MOUNT_ATTR_RDONLY;
+extern const uint64_t CS_MOUNT_ATTR_NOSUID;
+extern const uint64_t CS_MOUNT_ATTR_NODEV;
+extern const uint64_t CS_MOUNT_ATTR_NOEXEC;
+
+/// One step of building the root; `target` is absolute inside the new root.
+typedef enum {
+    CS_OP_DIR = 1,       // a directory (mode, and owner when uid != -1)
+    CS_OP_FILE,          // a new file holding data/data_len (mode)
+    CS_OP_SYMLINK,       // target -> data
+    CS_OP_TREE,          // attach the detached tree `fd` (a file bind when is_file)
+    CS_OP_TMPFS,         // tmpfs, mount flags `flags`, options in data ("size=...,mode=...")
+    CS_OP_PROC,          // a proc of the new PID namespace
+    CS_OP_CGROUP2,       // cgroup2 of the new cgroup namespace
+    CS_OP_READONLY,      // bind target onto itself read-only (nosuid, nodev, noexec)
+    CS_OP_WRITE,         // write data into an existing file (a sysctl); `optional`: absent is fine
+} cs_op_kind;
+
+typedef struct {
+    int kind;
+    const char *target;
+    int fd;
+    int is_file;
+    const char *data;
+    size_t data_len;
+    unsigned long flags;
+    uid_t uid;
+    gid_t gid;
+    mode_t mode;
+    int optional;
+} cs_mount_op;
+
+/// A Landlock rule for a path that exists only inside the new root (a
+/// tmpfs, the fresh /proc): added to the ruleset by the init.
+typedef struct {
+    const char *path;
+    uint64_t access;
+} cs_inside_rule;
+
+typedef struct {
+    const char *base;              // an existing host directory to build on (in our private namespace)
+    const cs_mount_op *ops;
+    int n_ops;
+    const cs_inside_rule *rules;
+    int n_rules;
+    const char *hostname;
+} cs_root_spec;
+
+/// In the init child: builds the root and pivots into it. -1 and errno (and
+/// *failed_op, the op's index, or -1 before or after the ops) on failure.
+int cs_build_root(const cs_root_spec *spec, int *failed_op);
+/// The init's loop (never returns): forwards signals to `program`, reaps,
+/// exits with the program's status (128+N when a signal N ended it).
+void cs_init_loop(pid_t program) __attribute__((noreturn));
+
 // MARK: the confined spawn
 typedef struct {
     int resource;      // RLIMIT_*
@@ -122,6 +183,8 @@ typedef struct {
     const struct sock_filter *seccomp_filter;   // NULL: none
     unsigned short seccomp_len;
     int new_loopback_netns;        // unshare(CLONE_NEWNET) + lo up in the child (when netns_fd is -1)
+    const cs_root_spec *root;      // NULL: the host's file system; else new mount, PID, IPC, UTS and
+                                   // cgroup namespaces, this root, and an init as PID 1
 } cs_spawn_spec;
 
 /// The steps of the drop, reported when one fails.
@@ -150,15 +213,20 @@ typedef enum {
     CS_STEP_LANDLOCK,
     CS_STEP_SECCOMP,
     CS_STEP_EXEC,
+    CS_STEP_NAMESPACES,
+    CS_STEP_ROOT,
+    CS_STEP_ROOT_RULES,
 } cs_spawn_step;
 
 const char *cs_spawn_step_name(int step);
 
 /// fork(2)s and, in the child, applies the spec in the documented order, then
-/// execve(2)s. Returns the child's pid. When any step fails the child reports
+/// execve(2)s. Returns the child's pid (with `root`, the init's: PID 1 of the
+/// new namespaces, which exits with the program's status). When any step fails the child reports
 /// (step, errno) over a close-on-exec pipe and exits 127; this function then
-/// reaps it and returns -1 with *fail_step and *fail_errno set.
-pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_errno);
+/// reaps it and returns -1 with *fail_step and *fail_errno set (and
+/// *fail_op, the root op that failed, or -1).
+pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_errno, int *fail_op);
 
 /// Like waitpid(pid, &status, 0), retrying EINTR. Returns the raw status.
 int cs_wait(pid_t pid, int *status);

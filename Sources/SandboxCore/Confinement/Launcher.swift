@@ -147,16 +147,26 @@ public enum Launcher {
         try NodeEnvironment.prepareDataDirectories(config, uid: id.user.uid, gid: id.user.gid)
 
         // RAM temp: a fresh directory per run, owned by the sandbox user, 0700.
+        // As root the child gets a constructed root, whose private /dev/shm
+        // holds it (gone with the session's mount namespace); unprivileged
+        // (the systemd unit) it is made in the host's /dev/shm.
+        let constructed = privileged
         let temp: String
         let removeTemp: Bool
         var tempLock: OwnedFD?
+        // First the RAM temps of launchers that died without cleaning up
+        // (SIGKILL, OOM, power cut of the session but not the machine; an
+        // unprivileged launcher, or an older version): files there hold RAM
+        // until reboot.
         if config.launcher.ramTemp {
-            // First the RAM temps of launchers that died without cleaning up
-            // (SIGKILL, OOM, power cut of the session but not the machine):
-            // files there hold RAM until reboot.
             for stale in sweepRAMTemps(user: id.user) {
                 notes.append("removed \(stale), left by a launcher that did not clean up")
             }
+        }
+        if constructed {
+            temp = ConstructedRoot.tempDirectory
+            removeTemp = false
+        } else if config.launcher.ramTemp {
             (temp, tempLock) = try FileTree.makeLockedTempDirectory(in: ramTempParent, prefix: ramTempPrefix(id.user),
                                                                     uid: id.user.uid, gid: id.user.gid)
             removeTemp = true
@@ -238,7 +248,12 @@ public enum Launcher {
         }
 
         mark("seccomp")
-        let env = environment(config, home: home, temp: temp, gpu: gpu)
+        if constructed {
+            confinement.root = try RootLayout.forSession(config, id: id, gpu: gpu, terminal: purpose == .shell,
+                                                         extraReadOnly: purpose == .check ? selfMappedFiles : [])
+            mark("root")
+        }
+        let env = environment(config, home: home, temp: temp, gpu: gpu, jit: constructed ? ConstructedRoot.jitDirectory : nil)
         let cwd = Paths.exists(config.comfyui.path) && purpose == .launch ? config.comfyui.path : home
         let session = Session(config: config, confinement: confinement, environment: env, tempDir: temp, removeTempDir: removeTemp,
                               gpu: gpu, landlock: summary, seccompOn: config.launcher.seccomp, workingDirectory: cwd)
@@ -376,7 +391,9 @@ public enum Launcher {
     }
 
     /// The environment, built from nothing.
-    public static func environment(_ config: Config, home: String, temp: String, gpu: GPUSelection) -> [String: String] {
+    /// `jit`: the constructed root's executable RAM directory, where the
+    /// kernel caches go (elsewhere nothing written is executable).
+    public static func environment(_ config: Config, home: String, temp: String, gpu: GPUSelection, jit: String? = nil) -> [String: String] {
         var path = "/usr/local/bin:/usr/bin:/bin"
         // What nodes read to find a writable place (their data directories,
         // their `env`) first; the launcher's own variables win over them.
@@ -394,8 +411,9 @@ public enum Launcher {
             // when it matters), and a node's print() must land beside
             // ComfyUI's own log lines in the order they happened.
             "PYTHONUNBUFFERED": "1",
-            "CUDA_CACHE_PATH": home + "/.cache/nv/ComputeCache",
-            "TRITON_CACHE_DIR": home + "/.cache/triton",
+            "CUDA_CACHE_PATH": (jit ?? home + "/.cache") + "/nv/ComputeCache",
+            "TRITON_CACHE_DIR": (jit ?? home + "/.cache") + "/triton",
+            "TORCHINDUCTOR_CACHE_DIR": (jit ?? home + "/.cache") + "/torchinductor",
             "DO_NOT_TRACK": "1",
         ]) { _, launcher in launcher }
         if let cache = config.models.hfCache { env["HF_HUB_CACHE"] = cache }

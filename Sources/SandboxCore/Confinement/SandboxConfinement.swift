@@ -66,6 +66,14 @@ public enum SandboxConfinement {
             c.landlockRuleset = ruleset
         }
         if config.launcher.seccomp { c.seccompProgram = try Seccomp.program() }
+        // Its own root and PID namespace, as every confined child: what a
+        // setup.py leaves running (setsid, a double fork, a zombie
+        // thread-group leader) dies with the installer, so nothing can keep
+        // root's provision waiting or the state lock held.
+        if geteuid() == 0 {
+            let id = try AccountLookup.sandboxIdentity(config)
+            c.root = try RootLayout.forInstall(config, id: id, writable: writable, readable: readable)
+        }
         return c
     }
 }

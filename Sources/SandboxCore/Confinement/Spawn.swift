@@ -48,6 +48,10 @@ public struct Confinement: Sendable {
     /// With no `networkNamespace`: the child makes its own loopback-only
     /// namespace (unshare + lo up) before dropping privileges.
     public var newLoopbackNetwork = false
+    /// New mount, PID, IPC, UTS and cgroup namespaces with this root, and an
+    /// init as PID 1 that exits with the program's status (128+N for a
+    /// signal N: a PID 1 cannot die of the program's signal itself).
+    public var root: ConstructedRoot?
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
         self.uid = uid
@@ -105,8 +109,9 @@ public struct SpawnSpec {
         let groups = c?.groups ?? []
         let limits = (c?.rlimits ?? []).map { cs_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
         let filter = c?.seccompProgram ?? []
-        var step: Int32 = 0, err: Int32 = 0
-        let pid: pid_t = path.withCString { cPath in
+        var step: Int32 = 0, err: Int32 = 0, failedOp: Int32 = -1
+        let spawnWith = { (rootSpec: UnsafePointer<cs_root_spec>?) -> pid_t in
+          self.path.withCString { cPath in
             (workingDirectory ?? "").withCString { cCwd in
                 argv.withUnsafeBufferPointer { argvBuf in
                     envp.withUnsafeBufferPointer { envBuf in
@@ -140,7 +145,8 @@ public struct SpawnSpec {
                                         spec.landlock_ruleset_fd = c?.landlockRuleset?.raw ?? -1
                                         spec.seccomp_filter = filter.isEmpty ? nil : filterBuf.baseAddress
                                         spec.seccomp_len = UInt16(filter.count)
-                                        return cs_spawn_confined(&spec, &step, &err)
+                                        spec.root = rootSpec
+                                        return cs_spawn_confined(&spec, &step, &err, &failedOp)
                                     }
                                 }
                             }
@@ -148,13 +154,23 @@ public struct SpawnSpec {
                     }
                 }
             }
+          }
+        }
+        let pid: pid_t
+        if let root = c?.root {
+            pid = try root.withSpec(handled: Landlock.FS.handled(abi: Landlock.abi)) { spawnWith($0) }
+        } else {
+            pid = spawnWith(nil)
         }
         guard pid > 0 else {
-            let stepName = String(cString: cs_spawn_step_name(step))
+            var stepName = String(cString: cs_spawn_step_name(step))
+            if let root = c?.root, step == Int32(CS_STEP_ROOT.rawValue) { stepName += root.describe(failedOp) }
             let hint: String? = switch step {
             case Int32(CS_STEP_EXEC.rawValue): "check that \(path) exists and is executable by the user it runs as"
             case Int32(CS_STEP_LANDLOCK.rawValue): "set launcher.landlock to \"best-effort\" if this kernel cannot enforce Landlock"
             case Int32(CS_STEP_SECCOMP.rawValue): "set launcher.seccomp to false if this kernel has no seccomp"
+            case Int32(CS_STEP_NAMESPACES.rawValue), Int32(CS_STEP_ROOT.rawValue):
+                "the constructed root needs root, Linux 5.12 or later and mount, PID, IPC, UTS and cgroup namespaces"
             default: nil
             }
             throw SandboxError.failure("could not start \(path): \(stepName) failed: \(Errno(err))", hint: hint)

@@ -20,14 +20,18 @@ extension Launcher {
     /// it (and to `companions`, which are stopped when `main` ends).
     /// `forwardInterrupt: false` for an interactive shell that shares our
     /// terminal and already gets Ctrl-C itself.
-    public static func supervise(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true) -> ChildExit {
-        supervised(main: main, companions: companions, forwardInterrupt: forwardInterrupt).exit
+    public static func supervise(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true, throughInit: Bool = false) -> ChildExit {
+        supervised(main: main, companions: companions, forwardInterrupt: forwardInterrupt, throughInit: throughInit).exit
     }
 
     /// As `supervise`, also saying which signal, if any, asked for the stop.
     /// When `main` has ended, whatever it left running is killed: the session
     /// is over (see `killLeftovers`).
-    public static func supervised(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true) -> (exit: ChildExit, stopSignal: Int32?) {
+    /// `throughInit`: `main` is the init of a constructed root, which exits
+    /// with 128+N when the program died of signal N (a PID 1 cannot die of
+    /// it itself): that is read back as the signal.
+    public static func supervised(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true,
+                                  throughInit: Bool = false) -> (exit: ChildExit, stopSignal: Int32?) {
         var stopSignal: Int32?
         let sigs = forwarded + [SIGCHLD]
         var exit: ChildExit?
@@ -40,6 +44,7 @@ extension Launcher {
             while exit == nil, case let pid = cs_wait_any_nohang(&status), pid > 0 {
                 if pid == main {
                     exit = cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
+                    if throughInit, case .exited(let code) = exit!, code > 128, code < 128 + 65 { exit = .signaled(code - 128) }
                 } else if alive.remove(pid) != nil {
                     printError("comfy-sandbox: the relay (pid \(pid)) exited; the UI is no longer served")
                 }
@@ -81,7 +86,7 @@ extension Launcher {
                              workingDirectory: session.workingDirectory, passFDs: passFDs,
                              newSession: newSession, confinement: session.confinement)
         let pid = try spec.spawn()
-        return supervise(main: pid, forwardInterrupt: forwardInterrupt)
+        return supervise(main: pid, forwardInterrupt: forwardInterrupt, throughInit: session.confinement.root != nil)
     }
 }
 

@@ -125,4 +125,37 @@ final class World: @unchecked Sendable {
     static func sh(_ script: String) throws -> HostCommand.Result {
         try HostCommand("/bin/sh", ["-c", script]).run()
     }
+
+    /// Host pids whose real uid is `uid` (from /proc/PID/status).
+    static func processes(ofUID uid: uid_t) -> [pid_t] {
+        procEntries().filter { pid in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return false }
+            return line.split(whereSeparator: \.isWhitespace).dropFirst().first.map(String.init) == String(uid)
+        }
+    }
+
+    /// Host pids one of whose arguments is in `args`.
+    static func processes(withArgument args: Set<String>) -> [pid_t] {
+        procEntries().filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return data.split(separator: 0).contains { args.contains(String(decoding: $0, as: UTF8.self)) }
+        }
+    }
+
+    /// Host pids with a thread named `name` (/proc/PID/task/TID/comm): a
+    /// process whose thread-group leader has exited still has its threads.
+    static func processes(withThreadNamed name: String) -> [pid_t] {
+        procEntries().filter { pid in
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.contains { tid in
+                (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) == name
+            }
+        }
+    }
+
+    private static func procEntries() -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+    }
 }
