@@ -134,6 +134,15 @@ public struct Config: Codable, Equatable, Sendable {
     public struct Limits: Codable, Equatable, Sendable {
         public var nofile: UInt64 = 65536
         public var nproc: UInt64 = 4096
+        /// The session's memory ceiling (cgroup memory.max, systemd MemoryMax=),
+        /// like "24g"; null: none.
+        public var memory: String? = nil
+        /// At most this many processes and threads in the session (pids.max, TasksMax=).
+        public var tasks: UInt64 = 8192
+        /// CPU weight against the host's other work (cpu.weight, CPUWeight=; 1-10000, 100 = equal).
+        public var cpuWeight: UInt64 = 100
+        /// The private /dev/shm's size (ComfyUI's temp lives there), like "2g".
+        public var shmSize: String = "2g"
         public init() {}
     }
 

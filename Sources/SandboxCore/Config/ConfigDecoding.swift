@@ -296,12 +296,20 @@ extension Config.LandlockMode: Codable {
 }
 
 extension Config.Limits {
-    enum CodingKeys: String, CodingKey, CaseIterable { case nofile, nproc }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case nofile, nproc, memory, tasks
+        case cpuWeight = "cpu_weight"
+        case shmSize = "shm_size"
+    }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
         self.init()
         nofile = try c(.nofile, default: nofile)
         nproc = try c(.nproc, default: nproc)
+        memory = try c.optional(.memory)
+        tasks = try c(.tasks, default: tasks)
+        cpuWeight = try c(.cpuWeight, default: cpuWeight)
+        shmSize = try c(.shmSize, default: shmSize)
     }
 }
 

@@ -147,6 +147,14 @@ public enum ConfigValidator {
         }
         if l.limits.nofile < 64 { bad("launcher.limits.nofile", "\(l.limits.nofile) is too low for ComfyUI (at least 64)") }
         if l.limits.nproc < 16 { bad("launcher.limits.nproc", "\(l.limits.nproc) is too low for ComfyUI (at least 16)") }
+        if let m = l.limits.memory, ByteSize.parse(m).map({ $0 < 256 << 20 }) ?? true {
+            bad("launcher.limits.memory", "\"\(m)\" is not a size of at least 256m (like \"24g\"), or null for no limit")
+        }
+        if ByteSize.parse(l.limits.shmSize).map({ $0 < 16 << 20 }) ?? true {
+            bad("launcher.limits.shm_size", "\"\(l.limits.shmSize)\" is not a size of at least 16m (like \"2g\")")
+        }
+        if l.limits.tasks < 32 { bad("launcher.limits.tasks", "\(l.limits.tasks) is too low for ComfyUI (at least 32)") }
+        if !(1...10000).contains(l.limits.cpuWeight) { bad("launcher.limits.cpu_weight", "\(l.limits.cpuWeight) is not a CPU weight (1-10000, 100 = equal)") }
         for (i, a) in l.extraArgs.enumerated() where a.utf8.contains(0) {
             bad("launcher.extra_args[\(i)]", "contains a NUL byte")
         }
@@ -341,5 +349,19 @@ public enum ConfigValidator {
             return "\(name) is set by the launcher or changes what code runs; it cannot be set per node"
         }
         return nil
+    }
+}
+
+/// Sizes in the config: "512m", "24g", "1048576" (bytes), as tmpfs and
+/// systemd write them (k, m, g, t: powers of 1024).
+public enum ByteSize {
+    public static func parse(_ text: String) -> UInt64? {
+        guard let last = text.last else { return nil }
+        let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
+        let unit = units[Character(last.lowercased())]
+        let digits = unit == nil ? Substring(text) : text.dropLast()
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let n = UInt64(digits) else { return nil }
+        let (v, overflow) = n.multipliedReportingOverflow(by: unit ?? 1)
+        return overflow ? nil : v
     }
 }
