@@ -479,7 +479,7 @@ struct PythonEnvTests {
         try w.git.makeRepo("ComfyUI", files: ["main.py": "print('hi')\n", "requirements.txt": "uidprobe\n"])
         var c = w.world.defaultConfig()
         c["comfyui"] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3",
-                        "install_requirements": true, "pip_args": index.pipArgs]
+                        "install_requirements": true, "pip_args": index.pipArgs, "extra_requirements": [] as [String]]
         c["git"] = ["allowed_protocols": ["https", "git"]]
         try w.world.writeConfig(c)
         let r = try w.comfy(["update-comfyui"])

@@ -59,7 +59,8 @@ public struct PythonEnv: Sendable {
         if config.comfyui.installRequirements && FileManager.default.isReadableFile(atPath: comfyFile) {
             out.append(RequirementSource(kind: .comfyui, name: "ComfyUI", file: comfyFile, key: "comfyui.install_requirements"))
         }
-        if !config.comfyui.extraRequirements.isEmpty {
+        // The extra requirements go with ComfyUI's own: only when those are installed.
+        if config.comfyui.installRequirements && !config.comfyui.extraRequirements.isEmpty {
             out.append(RequirementSource(kind: .extra, name: "comfyui.extra_requirements", file: "extra-requirements.txt",
                                          lines: config.comfyui.extraRequirements, key: "comfyui.extra_requirements"))
         }

@@ -247,6 +247,10 @@ struct InstallRun {
             // uv reads no uv.toml/pyproject settings and fetches no Python of its own.
             "UV_NO_CONFIG": "1",
             "UV_PYTHON_DOWNLOADS": "never",
+            // The system's CA store (/etc/ssl/certs), as pip and git use it,
+            // not uv's built-in roots: a site's own CA (a TLS-inspecting
+            // proxy) is trusted the way the administrator set it up.
+            "UV_NATIVE_TLS": "1",
             "LC_ALL": "C.UTF-8",
         ]
     }
