@@ -50,7 +50,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SandboxCoreTests",
-            dependencies: ["SandboxCore", "SandboxCommands"]
+            dependencies: ["SandboxCore", "SandboxCommands"],
+            // ComfyUI-Manager snapshots, read by path (#filePath), not bundled.
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "IntegrationTests",

@@ -21,6 +21,7 @@ public struct ComfySandbox: ParsableCommand {
         subcommands: [
             Plan.self, Provision.self,
             UpdateNodes.self, RollbackNodes.self, UpdateComfyUI.self, RollbackComfyUI.self, ScanNodes.self,
+            ImportSnapshot.self, ExportSnapshot.self,
             FixPermissions.self,
             Run.self, Launch.self, Start.self, Stop.self, Status.self, Shell.self, CheckSandbox.self,
             RecordModels.self, VerifyModels.self,

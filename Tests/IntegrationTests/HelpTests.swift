@@ -6,7 +6,7 @@ import Testing
 struct HelpTests {
     static let commands = ["plan", "provision", "update-nodes", "rollback-nodes", "update-comfyui", "rollback-comfyui",
                            "scan-nodes", "fix-permissions", "run", "launch", "start", "stop", "status", "shell",
-                           "check-sandbox", "record-models", "verify-models", "install-service", "uninstall"]
+                           "check-sandbox", "record-models", "verify-models", "install-service", "uninstall", "import-snapshot", "export-snapshot"]
 
     @Test("every command's --help prints its own usage and exits 0, with no config present", arguments: commands)
     func helpWorks(command: String) throws {
