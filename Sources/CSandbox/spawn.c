@@ -293,6 +293,15 @@ static void init_child(const cs_spawn_spec *s, int report) {
     //    (getppid() is 0 for a PID 1: the launcher is outside the namespace;
     //    it is blocked reading the report pipe until our program runs.)
     if (s->die_with_parent && prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(report, CS_STEP_PDEATHSIG);
+    // 2b. Into the session's cgroup (its limits), then a cgroup namespace
+    //     whose root it is: the sandbox sees only its own cgroup. In this
+    //     order: a process may only move between cgroups its namespace sees.
+    for (int i = 0; i < s->n_cgroup_procs; i++) {
+        ssize_t w;
+        do { w = write(s->cgroup_procs[i], "0\n", 2); } while (w < 0 && errno == EINTR);
+        if (w != 2) fail(report, CS_STEP_NAMESPACES);
+    }
+    if (unshare(CLONE_NEWCGROUP) != 0) fail(report, CS_STEP_NAMESPACES);
     // 3. New session: no controlling terminal for anything inside.
     if (s->new_session && setsid() < 0) fail(report, CS_STEP_SETSID);
     // 4. Network, while we hold CAP_SYS_ADMIN (the program inherits it).
@@ -381,7 +390,7 @@ pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_err
     // then says when the program has called execve.
     pid_t pid = spec->root
         ? clone(init_entry, (char *)stack + stack_size,
-                CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD, &args)
+                CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD, &args)
         : clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);

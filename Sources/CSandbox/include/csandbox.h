@@ -185,6 +185,8 @@ typedef struct {
     int new_loopback_netns;        // unshare(CLONE_NEWNET) + lo up in the child (when netns_fd is -1)
     const cs_root_spec *root;      // NULL: the host's file system; else new mount, PID, IPC, UTS and
                                    // cgroup namespaces, this root, and an init as PID 1
+    const int *cgroup_procs;       // with root: cgroup.procs files the init moves itself into first
+    int n_cgroup_procs;
 } cs_spawn_spec;
 
 /// The steps of the drop, reported when one fails.

@@ -188,7 +188,10 @@ public final class ConstructedRoot: @unchecked Sendable {
         }
         let base = c("/tmp")
         let host = c(hostname)
-        return try cOps.withUnsafeBufferPointer { opBuf in
+        // The trees' fds must stay open until the spawn has attached them:
+        // only their numbers are in cOps, and an optimized build would
+        // otherwise release (close) them after their last use above.
+        return try withExtendedLifetime(trees) { try cOps.withUnsafeBufferPointer { opBuf in
             try cRules.withUnsafeBufferPointer { ruleBuf in
                 var spec = cs_root_spec()
                 spec.base = UnsafePointer(base)
@@ -199,7 +202,7 @@ public final class ConstructedRoot: @unchecked Sendable {
                 spec.hostname = UnsafePointer(host)
                 return try withUnsafePointer(to: &spec) { try body($0) }
             }
-        }
+        } }
     }
 
     /// Describes op `index` for an error message.

@@ -66,6 +66,9 @@ public enum Launcher {
         /// Removes the per-run RAM temp. Safe to call twice.
         public func cleanup() {
             if removeTempDir { FileTree.removeTree(tempDir) }
+            // Empty once the init has exited (the kernel ends every process
+            // of its PID namespace first); a live session's stays (rmdir fails).
+            confinement.cgroup?.remove()
             tempLock = nil
             confinement.networkNamespace = nil
             confinement.landlockRuleset = nil
@@ -252,6 +255,10 @@ public enum Launcher {
             confinement.root = try RootLayout.forSession(config, id: id, gpu: gpu, terminal: purpose == .shell,
                                                          extraReadOnly: purpose == .check ? selfMappedFiles : [])
             mark("root")
+            var note: String?
+            confinement.cgroup = SessionCgroup.make(config.launcher.limits, note: &note)
+            if let note { notes.append("WARNING: " + note) }
+            mark("cgroup")
         }
         let env = environment(config, home: home, temp: temp, gpu: gpu, jit: constructed ? ConstructedRoot.jitDirectory : nil)
         let cwd = Paths.exists(config.comfyui.path) && purpose == .launch ? config.comfyui.path : home

@@ -52,6 +52,8 @@ public struct Confinement: Sendable {
     /// init as PID 1 that exits with the program's status (128+N for a
     /// signal N: a PID 1 cannot die of the program's signal itself).
     public var root: ConstructedRoot?
+    /// With `root`: the session's cgroup (its limits), which the init enters first.
+    public var cgroup: SessionCgroup?
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
         self.uid = uid
@@ -110,6 +112,7 @@ public struct SpawnSpec {
         let limits = (c?.rlimits ?? []).map { cs_rlimit(resource: $0.resource, soft: $0.soft, hard: $0.hard) }
         let filter = c?.seccompProgram ?? []
         var step: Int32 = 0, err: Int32 = 0, failedOp: Int32 = -1
+        let cgroupFDs = c?.root == nil ? [] : (c?.cgroup?.procs.map(\.raw) ?? [])
         let spawnWith = { (rootSpec: UnsafePointer<cs_root_spec>?) -> pid_t in
           self.path.withCString { cPath in
             (workingDirectory ?? "").withCString { cCwd in
@@ -146,7 +149,11 @@ public struct SpawnSpec {
                                         spec.seccomp_filter = filter.isEmpty ? nil : filterBuf.baseAddress
                                         spec.seccomp_len = UInt16(filter.count)
                                         spec.root = rootSpec
-                                        return cs_spawn_confined(&spec, &step, &err, &failedOp)
+                                        return cgroupFDs.withUnsafeBufferPointer { cgBuf in
+                                            spec.cgroup_procs = cgBuf.baseAddress
+                                            spec.n_cgroup_procs = Int32(cgBuf.count)
+                                            return cs_spawn_confined(&spec, &step, &err, &failedOp)
+                                        }
                                     }
                                 }
                             }
