@@ -426,6 +426,17 @@ struct LauncherLaunchTests {
         let report = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
         #expect((report["attempts"] as? Int ?? 0) >= 25)
         #expect(report["failed"] as? Int == 0)
+        // The constructed root's classes of attack are each tried.
+        let rows = (report["results"] as? [[String: Any]] ?? []).compactMap { $0["attempt"] as? String }
+        for attempt in ["list the host's processes (/proc)", "read another process's argv (a --password=... on the host)",
+                        "connect to the D-Bus system bus (/run/dbus/system_bus_socket)", "connect to journald (/run/systemd/journal/socket)",
+                        "stat a file in the primary user's home", "read the host's /dev/shm (another user's file)",
+                        "fill /dev/shm beyond launcher.limits.shm_size", "execute a binary written to the temp dir",
+                        "run it through the loader (ld.so the temp dir/payload)", "mmap(PROT_EXEC) a file written to /dev/shm",
+                        "dlopen a library dropped in the temp dir", "execute a memfd (memfd_create + fexecve)",
+                        "leave a thread running after its thread-group leader exited (zombie leader)"] {
+            #expect(rows.contains(attempt), "no row \(attempt): \(rows)")
+        }
     }
 
     @Test("seccomp: false turns the filter off and status says so", .requiresRoot)

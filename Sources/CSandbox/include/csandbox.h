@@ -289,6 +289,13 @@ int cs_end_orphans_of_uid(uid_t uid, const pid_t *keep, int n_keep);
 /// check-sandbox: starts `sleep 600` in a session of its own through a
 /// double fork (nobody's child); returns its pid or -1.
 pid_t cs_spawn_abandoned_sleeper(void);
+/// check-sandbox: a child touching `bytes` of memory; its raw wait status.
+int cs_probe_memory_hog(uint64_t bytes);
+/// check-sandbox: memfd_create + write `elf` + fexecve in a child; 0 when it
+/// ran, -errno of the refused step.
+int cs_probe_memfd_exec(const void *elf, size_t len);
+/// check-sandbox: `path argv` double-forked into a session of its own.
+int cs_spawn_detached(const char *path, char *const argv[]);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
 int cs_accept_cloexec(int fd);
 /// Forks a child that makes getpid through the i386 ABI (int 0x80); returns its raw wait status.

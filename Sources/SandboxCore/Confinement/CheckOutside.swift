@@ -72,11 +72,31 @@ extension SandboxCheck {
         for share in config.shares where share.access.writable && ["output", "workflows"].contains(share.name) {
             writable[share.name] = share.path
         }
-        let facts = Facts(uid: id.user.uid, network: config.launcher.network.rawValue, listen: config.launcher.listen,
+        var facts = Facts(uid: id.user.uid, network: config.launcher.network.rawValue, listen: config.launcher.listen,
                           port: UInt16(clamping: config.launcher.port), launcherPid: getpid(),
                           hostListenerPort: hostPort, setuidCopy: copied ? setuidCopy : nil, primaryHomeFile: secret,
                           modelsPath: config.shares.first { $0.name == "models" }?.path,
                           writablePaths: writable, comfyPath: config.comfyui.path, tempDir: session.tempDir)
+        // The constructed root's attacks: what is on the host for the inside
+        // to (fail to) see: the host's process count, a process whose argv
+        // holds a secret, a file in the host's /dev/shm.
+        let tag = String(UInt32.random(in: 100_000...999_999))
+        facts.leftoverTag = tag
+        facts.home = config.sandboxUser.home
+        facts.hostPidCount = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.count
+        facts.shmSize = ByteSize.parse(config.launcher.limits.shmSize)
+        facts.memoryLimit = session.confinement.cgroup == nil ? nil : config.launcher.limits.memory.flatMap(ByteSize.parse)
+        let secretArg = "--password=cs-check-\(tag)"
+        let argvHolder = try? SpawnSpec(path: "/bin/sh", arguments: ["/bin/sh", "-c", "sleep 60", "sh", secretArg],
+                                        environment: HostCommand.minimalEnvironment, newSession: true).spawn()
+        if argvHolder != nil { facts.hostProcessArgument = secretArg }
+        defer { if let argvHolder { kill(argvHolder, SIGKILL); _ = ChildExit.wait(argvHolder) } }
+        let shmMarker = "cs-check-\(tag)"
+        let shmFD = open("/dev/shm/" + shmMarker, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        if shmFD >= 0 { close(shmFD); facts.hostShmMarker = shmMarker }
+        defer { if shmFD >= 0 { unlink("/dev/shm/" + shmMarker) } }
+        // The setuid copy, inside the root (its bind is nosuid, as every one).
+        if copied { try session.confinement.root?.bind(setuidCopy, .readOnly) }
         let factsJSON = String(decoding: try JSONEncoder().encode(facts), as: UTF8.self)
 
         // The relay, as `launch` runs it, on an ephemeral host port (the
@@ -105,10 +125,11 @@ extension SandboxCheck {
 
         var results: [Result] = []
         var inner = false
-        var abandoned: pid_t?
+        var abandoned: (sleeper: Bool, zombie: Bool)?
         while let line = reader.next(timeout: 60) {
             if line.hasPrefix("ABANDONED ") {
-                abandoned = pid_t(line.dropFirst(10))
+                let flags = line.dropFirst(10).split(separator: " ")
+                abandoned = (flags.first == "1", flags.last == "1")
             } else if line.hasPrefix("RESULTS ") {
                 results += (try? JSONDecoder().decode([Result].self, from: Data(line.dropFirst(8).utf8))) ?? []
                 inner = true
@@ -134,23 +155,57 @@ extension SandboxCheck {
         }
         // Quiet: what it kills here is the check's own fixture (below).
         Launcher.killLeftovers(quiet: true)
-        // The inside double-forked a `sleep 600` into a session of its own:
-        // the session's end must have taken it too.
-        let attempt = "leave a process running after the session ends (setsid, double fork)"
-        if let abandoned, abandoned > 0 {
-            let cmdline = (try? String(contentsOfFile: "/proc/\(abandoned)/cmdline", encoding: .utf8)) ?? ""
-            let survived = cmdline.hasPrefix("sleep")
-            if survived { kill(abandoned, SIGKILL) }
-            results.append(Result(attempt, expected: "killed", result: survived ? "pid \(abandoned) still running" : "killed with the session",
-                                  pass: !survived))
-        } else if inner {
-            results.append(Result(attempt, expected: "killed", result: "the inside could not start it", pass: false))
+        // The inside left a sleeper (setsid, double fork) and a zombie
+        // leader running: the session's end must have taken them, on the
+        // host too (found by argument and thread name: pids inside are the
+        // session's PID namespace's).
+        func leftover(_ attempt: String, started: Bool?, _ find: () -> [pid_t]) {
+            guard let started else {
+                if inner { results.append(Result(attempt, expected: "killed", result: "the inside did not report it", pass: false)) }
+                return
+            }
+            guard started else {
+                results.append(Result(attempt, expected: "killed", result: "the inside could not start it", pass: false))
+                return
+            }
+            var left = find()
+            for _ in 0..<50 where !left.isEmpty { usleep(20_000); left = find() }
+            for pid in left { kill(pid, SIGKILL) }
+            results.append(Result(attempt, expected: "killed", result: left.isEmpty ? "killed with the session" : "still running: \(left)",
+                                  pass: left.isEmpty))
+        }
+        leftover("leave a process running after the session ends (setsid, double fork)", started: abandoned?.sleeper) {
+            HostProcesses.withArgument("600.\(tag)")
+        }
+        leftover("leave a thread running after its thread-group leader exited (zombie leader)", started: abandoned?.zombie) {
+            HostProcesses.withThreadNamed("cs-zl-\(tag)")
         }
         if !inner {
             results.append(Result("run the check inside the confinement", expected: "works",
                                   result: "the inside exited (\(exit.code)) without results", pass: false))
         }
         return results
+    }
+}
+
+/// Host processes found by what they are, not by pid.
+enum HostProcesses {
+    static func all() -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+    }
+    static func withArgument(_ arg: String) -> [pid_t] {
+        all().filter { pid in
+            (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).split(separator: 0)
+                .contains { String(decoding: $0, as: UTF8.self) == arg }
+        }
+    }
+    static func withThreadNamed(_ name: String) -> [pid_t] {
+        all().filter { pid in
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).contains { tid in
+                (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8))?
+                    .trimmingWhitespaceAndNewlines().hasPrefix(name) == true
+            }
+        }
     }
 }
 

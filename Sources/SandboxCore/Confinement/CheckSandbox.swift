@@ -25,6 +25,15 @@ public enum SandboxCheck {
         public var writablePaths: [String: String]   // name -> path (output, workflows)
         public var comfyPath: String
         public var tempDir: String
+        // For the constructed root's checks (CheckRoot.swift).
+        public var home: String? = nil
+        public var hostPidCount: Int? = nil
+        public var hostProcessArgument: String? = nil
+        public var hostShmMarker: String? = nil
+        public var shmSize: UInt64? = nil
+        public var memoryLimit: UInt64? = nil
+        /// Marks what the inside leaves running, for the outside to look for on the host.
+        public var leftoverTag: String? = nil
     }
 
     /// One row of the table.
@@ -244,6 +253,8 @@ public enum SandboxCheck {
             tcp(loopbackOnly ? "127.0.0.1" : f.listen, f.port == 65535 ? 65534 : f.port + 1, bindOnly: true)
         })
 
+        r += rootAttacks(f)
+
         // Must work
         func works(_ what: String, _ call: () -> (Bool, String)) {
             let (ok, detail) = call()
@@ -319,17 +330,35 @@ public enum SandboxCheck {
     /// The inside: attacks, then the reachability server. Never returns.
     public static func inside(_ f: Facts) -> Never {
         let results = attacks(f)
-        // A process meant to outlive the session; the outer side checks that
-        // it is gone once the session has ended.
-        var abandoned = cs_spawn_abandoned_sleeper()
-        // Only once it runs `sleep`: an exec that failed must not pass as killed.
-        var running = false
-        for _ in 0..<100 where abandoned > 0 && !running {
-            running = ((try? String(contentsOfFile: "/proc/\(abandoned)/cmdline", encoding: .utf8)) ?? "").hasPrefix("sleep")
-            if !running { usleep(10_000) }
+        // Processes meant to outlive the session, marked with the tag: a
+        // sleeper double-forked into a session of its own, and a process
+        // whose thread-group leader exited while a thread runs on (a zombie
+        // leader, which a child list skipping state Z misses). The outer
+        // side looks for them on the host once the session has ended; they
+        // are reported only once they run, so a failed exec cannot pass.
+        let tag = f.leftoverTag ?? "\(getpid())"
+        spawnDetached("/bin/sleep", ["sleep", "600.\(tag)"])
+        spawnDetached("/usr/bin/python3", ["python3", "-c", """
+            import ctypes, threading, time
+            def linger():
+                ctypes.CDLL(None).prctl(15, b"cs-zl-\(tag)", 0, 0, 0)
+                time.sleep(600)
+            threading.Thread(target=linger).start()
+            time.sleep(0.2)
+            ctypes.CDLL(None).pthread_exit(None)
+            """])
+        var sleeper = false, zombie = false
+        for _ in 0..<300 where !(sleeper && zombie) {
+            for pid in ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap({ Int32($0) }) {
+                let args = (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).split(separator: 0)
+                if args.contains(where: { String(decoding: $0, as: UTF8.self) == "600.\(tag)" }) { sleeper = true }
+                for tid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
+                    if (try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/comm", encoding: .utf8))?.hasPrefix("cs-zl-\(tag)") == true { zombie = true }
+                }
+            }
+            if !(sleeper && zombie) { usleep(10_000) }
         }
-        if !running { abandoned = -1 }
-        emit("ABANDONED \(abandoned)")
+        emit("ABANDONED \(sleeper ? 1 : 0) \(zombie ? 1 : 0)")
         let line = (try? JSONEncoder().encode(results)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
         emit("RESULTS " + line)
         // Bind listen:port (inside the namespace in loopback-only mode) and
