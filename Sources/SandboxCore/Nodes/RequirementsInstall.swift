@@ -38,6 +38,12 @@ extension PythonEnv {
             return Installed(sealed: dest, record: record, reused: true)
         }
 
+        // Each phase's time, on the progress lines: where an install spends it.
+        var lapStart = Date()
+        func lap(_ what: String) {
+            progress?("requirements: \(what) in \(Format.fixed(Date().timeIntervalSince(lapStart), 1)) s")
+            lapStart = Date()
+        }
         let id = try AccountLookup.sandboxIdentity(config)
         guard let installer = RequirementInstaller.find(config.comfyui.installer) else {
             throw SandboxError.failure("comfyui.installer is \"uv\" but no root-owned uv is installed (\(RequirementInstaller.toolDirectory)/bin/uv)",
@@ -48,6 +54,7 @@ extension PythonEnv {
         try ensureRootDirectory(cacheParent, mode: 0o700)
         let cache = try CacheLoan(home: cacheDir, into: staging.path + "/cache", owner: id.user.uid, group: id.user.gid)
         defer { cache.giveBack(progress: progress) }
+        lap("lent the cache")
         let confinement = try SandboxConfinement.forInstall(config, writable: [staging.path], readable: namedPaths())
         let run = InstallRun(env: self, installer: installer, staging: staging, confinement: confinement)
 
@@ -69,6 +76,7 @@ extension PythonEnv {
         } else {
             progress?("requirements: resolving \(sources.map(\.name).joined(separator: ", ")) with \(installer.name) as \(id.user.name)")
             (lock, leftOut) = try run.resolveIsolating(sources, progress: progress)
+            lap("resolved \(lock.packages) packages")
         }
 
         // 3. the install, into site/ (a hard-link copy of the set in use when uv can sync it).
@@ -76,17 +84,21 @@ extension PythonEnv {
         var shared: Set<FileIdentity> = []
         if case .uv = installer, let reusable {
             shared = try staging.seedSite(from: reusable, owner: id.user.uid, group: id.user.gid)
+            lap("copied the sealed set in use by hard link (\(shared.count) files)")
         }
         progress?("requirements: installing \(lock.packages) packages into staging as \(id.user.name)")
         try run.install(lock)
+        lap("installed")
 
         // 5. seal by descriptor, byte-compile as root, seal again.
         try seal(staging.path + "/site", shared: shared)
+        lap("sealed")
         let compile = try HostCommand(python, ["-I", "-S", "-m", "compileall", "-q", "-j", "0", "--", staging.path + "/site"]).run()
         if !compile.succeeded {
             progress?("note: some files did not byte-compile (\(compile.stdoutText.split(separator: "\n").count) messages); Python compiles them in memory")
         }
         try seal(staging.path + "/site", shared: shared)
+        lap("byte-compiled and sealed again")
 
         // 6. into the venv, the .pth switched, the record written.
         try ensureRootDirectory(sealedRoot, mode: 0o755)
@@ -218,6 +230,8 @@ final class CacheLoan {
     }
 
     func giveBack(progress: ((String) -> Void)?) {
+        let start = Date()
+        defer { progress?("requirements: gave the cache back in \(Format.fixed(Date().timeIntervalSince(start), 1)) s") }
         do {
             try TreeOwnership.apply(.sealed, to: lent)
             _ = chmod(lent, 0o755)

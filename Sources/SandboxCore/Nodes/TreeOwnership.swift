@@ -27,6 +27,16 @@ public enum TreeOwnership {
 
         /// root:root, nobody else writes: dirs 0755, files 0644 (or 0755 when executable).
         public static let sealed = Rule(uid: 0, gid: 0, dirKeep: 0o755, dirAdd: 0o755, fileKeep: 0o755, fileAdd: 0o644)
+
+        /// A regular file (lstat'ed) that already has this owner and mode.
+        func isSatisfied(byFile st: stat) -> Bool {
+            guard st.st_uid == uid, st.st_gid == gid else { return false }
+            let cur = st.st_mode & 0o7777
+            var want = (cur & fileKeep) | fileAdd
+            if cur & 0o111 == 0 { want &= ~mode_t(0o111) }
+            want &= ~mode_t(0o6000)
+            return want == cur
+        }
     }
 
     public struct Skipped: Sendable {
@@ -65,7 +75,11 @@ public enum TreeOwnership {
         }
         // chown clears setuid/setgid on files; never keep them on files anyway.
         if !isDir { want &= ~mode_t(0o6000) }
-        if want != cur || !isDir {
+        // A file whose owner changed is chmodded again (chown may have
+        // cleared bits); one already right costs nothing more: a sealed set
+        // of 100,000 files is walked on every install.
+        let chowned = st.st_uid != rule.uid || st.st_gid != rule.gid
+        if want != cur || (!isDir && chowned) {
             guard fchmod(fd, want) == 0 else { throw SandboxError.failure("cannot chmod \(display): \(Errno.current)") }
         }
     }
@@ -101,6 +115,7 @@ public enum TreeOwnership {
                     skipped.append(Skipped(path: path, why: "has \(st.st_nlink) hard links", identity: FileIdentity(st)))
                     continue
                 }
+                if rule.isSatisfied(byFile: st) { continue }
                 let f = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
                 guard f >= 0 else { throw SandboxError.failure("cannot open \(path): \(Errno.current)") }
                 defer { close(f) }
