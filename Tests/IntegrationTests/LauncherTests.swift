@@ -675,6 +675,26 @@ struct LauncherLandlockModeTests {
         return w
     }
 
+    @Test("launcher.limits: more memory than the limit is killed inside the session; too many tasks are refused", .requiresRoot)
+    func sessionLimits() throws {
+        let w = try LauncherWorld()
+        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+        launcher["limits"] = ["memory": "256m", "tasks": 64] as [String: Any]
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        guard SessionCgroup.detectedVersion != nil else { return }
+        let hog = try w.world.comfy(["run", "--", "/usr/bin/python3", "-c", "b = bytearray(512 << 20); print('survived')"])
+        #expect(hog.status == 137 && !hog.stdoutText.contains("survived"), "\(hog.status) \(hog.stdoutText) \(hog.stderrText)")
+        let small = try w.world.comfy(["run", "--", "/usr/bin/python3", "-c", "b = bytearray(64 << 20); print('fine')"])
+        #expect(small.status == 0 && small.stdoutText.contains("fine"), "\(small.stderrText)")
+        let forks = try w.world.comfy(["run", "--", "/bin/sh", "-c", "n=0; while [ $n -lt 100 ]; do sleep 5 & n=$((n+1)); done 2>/dev/null; echo started"])
+        #expect(forks.stderrText.contains("fork") || forks.stderrText.contains("Resource temporarily unavailable") || forks.status != 0,
+                "100 sleepers under tasks = 64: \(forks.status) \(forks.stdoutText) \(forks.stderrText)")
+        let check = try w.world.comfy(["check-sandbox", "--json"])
+        #expect(check.stdoutText.contains("allocate more than launcher.limits.memory"), "\(check.stdoutText)")
+        #expect(check.status == 0, "\(check.stdoutText)")
+    }
+
     @Test("landlock: true refuses to start when the kernel cannot enforce it", .requiresRoot)
     func enforceRefuses() throws {
         let w = try world(true)

@@ -37,8 +37,17 @@ struct ServiceUnitTests {
             #expect(lines.contains(want), "missing \(want)")
         }
         #expect(!s.contains("ai models"), "a read-only share must not be writable")
+        // The session's limits: no memory ceiling by default, then the configured one, without swap.
+        #expect(lines.contains("MemoryMax=infinity") && lines.contains("TasksMax=8192") && lines.contains("CPUWeight=100"))
+        var limited = c
+        limited.launcher.limits.memory = "24g"
+        limited.launcher.limits.tasks = 300
+        limited.launcher.limits.cpuWeight = 50
+        let l = Set(ServiceUnit.renderService(t, config: limited, configPath: "/etc/cs.json", binary: "/b").split(separator: "\n").map(String.init))
+        for want in ["MemoryMax=25769803776", "MemorySwapMax=0", "TasksMax=300", "CPUWeight=50"] { #expect(l.contains(want), "missing \(want)") }
         // Every other line is the checked-in one.
-        let changedKeys: Set<String> = ["User", "Group", "SupplementaryGroups", "Environment", "ExecStart", "LimitNOFILE", "LimitNPROC", "ReadWritePaths"]
+        let changedKeys: Set<String> = ["User", "Group", "SupplementaryGroups", "Environment", "ExecStart", "LimitNOFILE", "LimitNPROC", "ReadWritePaths",
+                                        "MemoryMax", "MemorySwapMax", "TasksMax", "CPUWeight"]
         let untouched = t.split(separator: "\n").filter { line in
             guard let eq = line.firstIndex(of: "="), !line.hasPrefix("#") else { return true }
             return !changedKeys.contains(String(line[..<eq]))

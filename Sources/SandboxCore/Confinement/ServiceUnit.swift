@@ -20,6 +20,11 @@ public enum ServiceUnit {
             "ReadWritePaths": writable.map(quote).joined(separator: " "),
             "LimitNOFILE": String(config.launcher.limits.nofile),
             "LimitNPROC": String(config.launcher.limits.nproc),
+            "MemoryMax": config.launcher.limits.memory.flatMap(ByteSize.parse).map(String.init) ?? "infinity",
+            // A memory ceiling that swap could walk around is none: with one, no swap.
+            "MemorySwapMax": config.launcher.limits.memory == nil ? "infinity" : "0",
+            "TasksMax": String(config.launcher.limits.tasks),
+            "CPUWeight": String(config.launcher.limits.cpuWeight),
         ]
         return replace(template, values)
     }

@@ -37,6 +37,14 @@ public enum LauncherStatus {
         let gpu = GPUSelection.select(l.gpu, prepareNodes: false)
         items.append(StatusItem(s, "gpu", gpu.indexes.isEmpty ? "none (launcher.gpu = \(GPUSelection.describe(l.gpu)))"
                                                             : "\(gpu.indexes.map { "nvidia\($0)" }.joined(separator: ", ")) (launcher.gpu = \(GPUSelection.describe(l.gpu)))"))
+        // The constructed root and the session's limits (root starts them; the unit does without systemd).
+        items.append(StatusItem(s, "root", "constructed: own mount, PID, IPC, UTS and cgroup namespaces; /usr, the venv and ComfyUI read-only; "
+                                + "shares and the sandbox home bound; private /tmp, /dev/shm (\(l.limits.shmSize)) and /run; writable mounts noexec but /run/jit; "
+                                + (Paths.exists("/proc/sys/vm/memfd_noexec") ? "vm.memfd_noexec=2" : "no vm.memfd_noexec on this kernel (6.3+): memfds stay executable")))
+        let cgroup = SessionCgroup.detectedVersion
+        items.append(StatusItem(s, "limits", SessionCgroup.describe(l.limits) + "; "
+                                + (cgroup.map { "enforced by a session cgroup (\($0.rawValue)), or the unit's MemoryMax=/TasksMax=/CPUWeight=" }
+                                   ?? "NOT enforced: no cgroup hierarchy at /sys/fs/cgroup"), ok: cgroup != nil))
         items.append(StatusItem(s, "listen", "http://\(IPEndpoint.urlAuthority(l.listen, l.port))/"))
         if let pid = LauncherPidFile.running(config) {
             items.append(StatusItem(s, "running", "yes, launcher pid \(pid) (\(LauncherPidFile.path(config)))"))
