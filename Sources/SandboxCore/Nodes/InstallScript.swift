@@ -22,7 +22,7 @@ import Glibc
 ///    checkout. Changes to files the checkout already has are not carried
 ///    over (named in the output): the commit stays the commit;
 /// 4. `state_dir/nodes/NAME.install.json` records the fingerprint (the
-///    node's commit, install.py, its variables, the requirement set) and
+///    node's commit, install.py, its variables) and
 ///    the added paths, which are removed before the next run.
 public enum InstallScript {
     public struct Record: Codable, Sendable, Equatable {
@@ -51,7 +51,6 @@ public enum InstallScript {
         h.update(data: Data((head + "\0").utf8))
         h.update(data: script)
         for (k, v) in NodeEnvironment.variables(config, node).sorted(by: { $0.key < $1.key }) { h.update(data: Data("\0\(k)=\(v)".utf8)) }
-        h.update(data: Data(("\0" + (PythonEnv(config).currentFingerprint() ?? "")).utf8))
         return Format.hex(h.finalize()).prefix(24).description
     }
 
