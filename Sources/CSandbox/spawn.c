@@ -93,15 +93,9 @@ static int lift(int fd, int min) {
     return fcntl(fd, F_DUPFD_CLOEXEC, min);
 }
 
-__attribute__((noreturn))
-static void child(const cs_spawn_spec *s, int report) {
-    // 1. Signals: a clean slate. The parent's handlers are inherited (and
-    //    would run on our shared memory), so every signal arrives blocked
-    //    (see cs_spawn_confined) until each handler is back to default here;
-    //    execve resets handlers but not the mask or ignored dispositions,
-    //    and ComfyUI must see SIGTERM/SIGINT normally.
-    sigset_t all;
-    sigemptyset(&all);
+// Every handler back to the default: the parent's are inherited and would
+// run on memory the child may share with it.
+static void default_handlers(void) {
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         struct sigaction sa;
@@ -109,7 +103,19 @@ static void child(const cs_spawn_spec *s, int report) {
         sa.sa_handler = SIG_DFL;
         (void)sigaction(sig, &sa, NULL);   // fails harmlessly for glibc-reserved signals
     }
-    if (sigprocmask(SIG_SETMASK, &all, NULL) != 0) fail(report, CS_STEP_SIGNALS);
+}
+
+__attribute__((noreturn))
+static void child(const cs_spawn_spec *s, int report) {
+    // 1. Signals: a clean slate. The parent's handlers are inherited (and
+    //    would run on our shared memory), so every signal arrives blocked
+    //    (see cs_spawn_confined) until each handler is back to default here;
+    //    execve resets handlers but not the mask or ignored dispositions,
+    //    and ComfyUI must see SIGTERM/SIGINT normally.
+    sigset_t none;
+    sigemptyset(&none);
+    default_handlers();
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) fail(report, CS_STEP_SIGNALS);
 
     // 2. New session: the child loses the caller's controlling terminal, so it
     //    cannot push keystrokes into it (TIOCSTI is also refused by seccomp).
@@ -279,13 +285,7 @@ static void init_child(const cs_spawn_spec *s, int report) {
     //    it is blocked and waited for: then it is queued).
     sigset_t all;
     sigfillset(&all);
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = SIG_DFL;
-        (void)sigaction(sig, &sa, NULL);
-    }
+    default_handlers();
     if (sigprocmask(SIG_SETMASK, &all, NULL) != 0) fail(report, CS_STEP_SIGNALS);
     // 2. Die with the launcher, first: when the launcher is killed (SIGKILL
     //    included) the init dies, and with PID 1 the kernel kills every

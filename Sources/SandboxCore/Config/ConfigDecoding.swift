@@ -128,6 +128,22 @@ extension Config.SandboxUser {
     }
 }
 
+/// A config value that is one of a fixed set of words.
+protocol ConfigWord: RawRepresentable, CaseIterable where RawValue == String {}
+
+extension ConfigWord {
+    /// Decodes one of the words, or says which were expected: "a" or "b"; "a", "b" or "c".
+    static func decodeWord(_ decoder: any Decoder) throws -> Self {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let v = Self(rawValue: raw) else {
+            let names = allCases.map { "\"\($0.rawValue)\"" }
+            let list = names.count > 1 ? names.dropLast().joined(separator: ", ") + " or " + names.last! : names.joined()
+            throw ConfigIssue(path: decoder.codingPath, message: "expected \(list), got \"\(raw)\"")
+        }
+        return v
+    }
+}
+
 extension Config.SharedGroup {
     enum CodingKeys: String, CodingKey, CaseIterable { case name, members }
     public init(from decoder: any Decoder) throws {
@@ -160,44 +176,20 @@ extension Config.ComfyUI {
     }
 }
 
-extension Config.Access {
-    public init(from decoder: any Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        guard let v = Self(rawValue: raw) else {
-            throw ConfigIssue(path: decoder.codingPath, message: "expected \"read-only\" or \"read-write\", got \"\(raw)\"")
-        }
-        self = v
-    }
+extension Config.Access: ConfigWord {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeWord(decoder) }
 }
 
-extension Config.Installer {
-    public init(from decoder: any Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        guard let v = Self(rawValue: raw) else {
-            throw ConfigIssue(path: decoder.codingPath, message: "expected \"auto\", \"uv\" or \"pip\", got \"\(raw)\"")
-        }
-        self = v
-    }
+extension Config.Installer: ConfigWord {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeWord(decoder) }
 }
 
-extension Config.RequirementsFailure {
-    public init(from decoder: any Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        guard let v = Self(rawValue: raw) else {
-            throw ConfigIssue(path: decoder.codingPath, message: "expected \"disable\" or \"load-without\", got \"\(raw)\"")
-        }
-        self = v
-    }
+extension Config.RequirementsFailure: ConfigWord {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeWord(decoder) }
 }
 
-extension Config.Network {
-    public init(from decoder: any Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        guard let v = Self(rawValue: raw) else {
-            throw ConfigIssue(path: decoder.codingPath, message: "expected \"loopback-only\" or \"host\", got \"\(raw)\"")
-        }
-        self = v
-    }
+extension Config.Network: ConfigWord {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeWord(decoder) }
 }
 
 extension Config.Share {

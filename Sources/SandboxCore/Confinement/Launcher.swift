@@ -661,13 +661,18 @@ enum FileTree {
         let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard pfd >= 0 else { return }
         defer { close(pfd) }
+        removeEntry(pfd, name)
+    }
+
+    /// Removes `name` in the directory open at `dir`: a file, or a tree by fd.
+    private static func removeEntry(_ dir: Int32, _ name: String) {
         var st = stat()
-        guard fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+        guard fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            removeContents(pfd, name, device: st.st_dev)
-            unlinkat(pfd, name, AT_REMOVEDIR)
+            removeContents(dir, name, device: st.st_dev)
+            unlinkat(dir, name, AT_REMOVEDIR)
         } else {
-            unlinkat(pfd, name, 0)
+            unlinkat(dir, name, 0)
         }
     }
 
@@ -686,14 +691,7 @@ enum FileTree {
             fd = next
         }
         defer { close(fd) }
-        var st = stat()
-        guard fstatat(fd, last, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            removeContents(fd, last, device: st.st_dev)
-            unlinkat(fd, last, AT_REMOVEDIR)
-        } else {
-            unlinkat(fd, last, 0)
-        }
+        removeEntry(fd, last)
     }
 
     private static func removeContents(_ parent: Int32, _ name: String, device: dev_t) {
