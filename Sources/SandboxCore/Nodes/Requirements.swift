@@ -1,3 +1,4 @@
+import Crypto
 import FoundationEssentials
 import Glibc
 
@@ -6,6 +7,12 @@ import Glibc
 /// ComfyUI's and the extra ones are the base: when they cannot be
 /// installed nothing is. A node's can fail alone (it is then left out).
 public struct RequirementSource: Sendable, Equatable {
+    /// SHA-256 of the file's content, hex ("" when unreadable).
+    public var contentHash: String {
+        guard let data = FileManager.default.contents(atPath: file) else { return "" }
+        return Format.hex(SHA256.hash(data: data))
+    }
+
     public enum Kind: String, Sendable, Codable { case comfyui, extra, node }
     public var kind: Kind
     /// "ComfyUI", "comfyui.extra_requirements" or the node's name.
@@ -63,6 +70,9 @@ public struct RequirementsRecord: Codable, Sendable, Equatable {
         public var policy: String
         /// The installer's own error lines.
         public var error: [String]
+        /// SHA-256 of the node's requirements.txt when it failed: while it is
+        /// unchanged the node is left out again without another try (until --pull).
+        public var requirements: String? = nil
     }
     public var fingerprint: String
     public var installer: String

@@ -74,8 +74,21 @@ extension PythonEnv {
             resolvedAt = record.resolvedAt
             progress?("requirements: installing the lock of \(fp.prefix(12)) (\(lock.packages) packages, resolved \(resolvedAt)) with \(installer.name)")
         } else {
-            progress?("requirements: resolving \(sources.map(\.name).joined(separator: ", ")) with \(installer.name) as \(id.user.name)")
-            (lock, leftOut) = try run.resolveIsolating(sources, progress: progress)
+            // Nodes the set in use left out, whose requirements have not
+            // changed since, stay out without another try: one resolution
+            // instead of one per node. --pull tries them again.
+            let previous = reresolve ? nil : currentRecord()
+            let knownBad = sources.filter { src in
+                src.kind == .node && previous?.leftOut.contains { $0.node == src.name && $0.requirements == src.contentHash } == true
+            }
+            for bad in knownBad {
+                progress?("requirements: \(bad.name) stays left out: its requirements.txt is unchanged since they could not be installed (update-nodes --pull tries again)")
+            }
+            let trying = sources.filter { src in !knownBad.contains { $0.name == src.name && $0.kind == src.kind } }
+            progress?("requirements: resolving \(trying.map(\.name).joined(separator: ", ")) with \(installer.name) as \(id.user.name)")
+            (lock, leftOut) = try run.resolveIsolating(trying, preferring: reresolve ? nil : currentFingerprint().flatMap { RequirementsRecord.loadLock(config, $0) },
+                                                       progress: progress)
+            leftOut += previous?.leftOut.filter { l in knownBad.contains { $0.name == l.node } } ?? []
             lap("resolved \(lock.packages) packages")
         }
 
@@ -294,9 +307,15 @@ struct InstallRun {
     }
 
     /// Resolves `sources` to a lock; the installer's error lines when it cannot.
-    func resolve(_ sources: [RequirementSource], attempt: Int) throws -> Result<RequirementLock.Parsed, ResolveFailure> {
+    func resolve(_ sources: [RequirementSource], attempt: Int, preferring previous: String? = nil) throws -> Result<RequirementLock.Parsed, ResolveFailure> {
         let out = "lock-\(attempt).txt"
         let outPath = staging.path + "/tmp/" + out
+        // uv keeps the versions an existing output file pins where they still
+        // fit (its preferences): adding a node moves nothing else, and the
+        // resolution starts from an answer. The sandbox's to rewrite.
+        if case .uv = installer, let previous, let id = try? AccountLookup.sandboxIdentity(config) {
+            try AtomicFile.write(Data(previous.utf8), to: outPath, mode: 0o644, owner: (id.user.uid, id.user.gid), durable: false)
+        }
         let r: HostCommand.Result
         switch installer {
         case .uv(let uv):
@@ -326,12 +345,12 @@ struct InstallRun {
     /// config order, leaving out any that fails (unfetchable, missing, or in
     /// conflict with what is already in). N+2 resolutions at worst, each
     /// against a warm cache.
-    func resolveIsolating(_ sources: [RequirementSource], progress: ((String) -> Void)?) throws
+    func resolveIsolating(_ sources: [RequirementSource], preferring previous: String? = nil, progress: ((String) -> Void)?) throws
         -> (RequirementLock.Parsed, [RequirementsRecord.LeftOut]) {
         var attempt = 0
         func next(_ s: [RequirementSource]) throws -> Result<RequirementLock.Parsed, ResolveFailure> {
             attempt += 1
-            return try resolve(s, attempt: attempt)
+            return try resolve(s, attempt: attempt, preferring: previous)
         }
         let all = try next(sources)
         if case .success(let lock) = all { return (lock, []) }
@@ -358,7 +377,7 @@ struct InstallRun {
             case .failure(let f):
                 progress?("requirements: \(node.name) left out: its requirements cannot be installed (\(node.key).on_requirements_failure = \(node.onFailure.rawValue)):\n  "
                           + f.lines.joined(separator: "\n  "))
-                leftOut.append(.init(node: node.name, policy: node.onFailure.rawValue, error: f.lines))
+                leftOut.append(.init(node: node.name, policy: node.onFailure.rawValue, error: f.lines, requirements: node.contentHash))
             }
         }
         guard let lock else {
