@@ -695,6 +695,35 @@ struct LauncherLandlockModeTests {
         #expect(check.status == 0, "\(check.stdoutText)")
     }
 
+    @Test("the root holds the allowed GPUs' nodes and no other (fake NVIDIA character devices)", .requiresRoot,
+          arguments: [("[1]", ["nvidia1"], ["nvidia0"], "1"), ("\"auto\"", ["nvidia0", "nvidia1"], [], "0,1"), ("\"none\"", [], ["nvidia0", "nvidia1", "nvidiactl"], "")])
+    func gpuNodes(_ setting: String, _ present: [String], _ absent: [String], _ visible: String) throws {
+        let w = try LauncherWorld()
+        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+        launcher["gpu"] = try JSONSerialization.jsonObject(with: Data(setting.utf8), options: .fragmentsAllowed)
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        // In this test's own mount namespace, a /dev holding the usual nodes
+        // (bound from the real one) and two fake GPUs with the driver's majors.
+        let real = w.world.root + "/realdev"
+        let script = """
+        set -e
+        mkdir -p \(real) && mount --bind /dev \(real)
+        mount -t tmpfs -o mode=755 tmpfs /dev
+        for n in null zero full random urandom tty; do touch /dev/$n; mount --bind \(real)/$n /dev/$n; done
+        mkdir /dev/shm /dev/pts /dev/nvidia-caps
+        mknod -m 666 /dev/nvidia0 c 195 0; mknod -m 666 /dev/nvidia1 c 195 1
+        mknod -m 666 /dev/nvidiactl c 195 255; mknod -m 666 /dev/nvidia-uvm c 235 0
+        exec "$CS" run --config "$CFG" -- /bin/sh -c 'ls /dev; echo "visible=$CUDA_VISIBLE_DEVICES"'
+        """
+        let r = try w.world.sh(script, environment: ["CS": World.binary, "CFG": w.world.configPath])
+        #expect(r.status == 0, "\(r.stdoutText) \(r.stderrText)")
+        let names = Set(r.stdoutText.split(separator: "\n").map(String.init))
+        for n in present + (present.isEmpty ? [] : ["nvidiactl", "nvidia-uvm", "nvidia-caps"]) { #expect(names.contains(n), "\(n) missing: \(names.sorted())") }
+        for n in absent { #expect(!names.contains(n), "\(n) must not be in the root: \(names.sorted())") }
+        #expect(names.contains("visible=\(visible)"), "\(r.stdoutText)")
+    }
+
     @Test("landlock: true refuses to start when the kernel cannot enforce it", .requiresRoot)
     func enforceRefuses() throws {
         let w = try world(true)

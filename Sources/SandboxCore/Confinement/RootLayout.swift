@@ -51,7 +51,8 @@ public enum RootLayout {
         r.tmpfs("/tmp", size: sizes.tmp, mode: 0o1777, rule: .readWrite)
         // /dev: a tmpfs holding only the usual nodes (bound from the host's),
         // the allowed GPUs' and a private, bounded /dev/shm.
-        r.tmpfs("/dev", size: "64k", mode: 0o755)
+        // Listable (libraries glob /dev/nvidia*); each node has its own rule.
+        r.tmpfs("/dev", size: "64k", mode: 0o755, rule: [.readDir])
         var nodes = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
         if terminal { nodes.append("/dev/tty") }
         for node in nodes { try r.bind(node, .device) }
