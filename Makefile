@@ -88,16 +88,18 @@ verify-models: build
 
 ## install-service: the service and socket units, rendered from the config
 install-service: install
-	$(CS) install-service --templates systemd --binary $(PREFIX)/bin/comfy-sandbox
-	@if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable comfy-sandbox.socket comfy-sandbox.service; \
-	 else echo "systemd is not running here; the unit is installed for the next boot"; fi
+	@units=$$($(CS) install-service --templates systemd --binary $(PREFIX)/bin/comfy-sandbox | tee /dev/stderr | sed -n 's/^units: //p'); \
+	 if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable $$units; \
+	 else echo "systemd is not running here; the units are installed for the next boot"; fi
 
 start: build
 	@if [ -d /run/systemd/system ] && systemctl cat comfy-sandbox.service >/dev/null 2>&1; then systemctl start comfy-sandbox; \
+	 elif [ -d /run/systemd/system ] && systemctl cat comfy-sandbox@.service >/dev/null 2>&1; then systemctl start 'comfy-sandbox@*.socket' 'comfy-sandbox@*.service'; \
 	 else $(CS) start; fi
 
 stop: build
 	@if [ -d /run/systemd/system ] && systemctl is-active -q comfy-sandbox 2>/dev/null; then systemctl stop comfy-sandbox; \
+	 elif [ -d /run/systemd/system ] && systemctl cat comfy-sandbox@.service >/dev/null 2>&1; then systemctl stop 'comfy-sandbox@*.service'; \
 	 else $(CS) stop; fi
 
 restart: stop start

@@ -18,11 +18,13 @@ public struct CheckSandbox: ParsableCommand {
     )
     @OptionGroup public var options: ConfigOptions
     @OptionGroup public var output: OutputOptions
+    @Option(help: "The instance of launcher.instances to check (default: the first): its GPUs, port and limits; the others' GPU nodes must be absent.")
+    public var instance: String?
     public init() {}
 
     public func run() throws {
         try requireRoot("check-sandbox")
-        let config = try options.load()
+        let config = try options.load().forInstance(instance)
         let results = try SandboxCheck.outside(config)
         let failed = results.filter { !$0.pass }
         if output.json {

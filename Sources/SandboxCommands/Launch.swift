@@ -16,11 +16,13 @@ public struct Launch: ParsableCommand {
         """
     )
     @OptionGroup public var options: ConfigOptions
+    @Option(help: "The instance of launcher.instances to run (default: the first; the systemd template passes %i).")
+    public var instance: String?
     public init() {}
 
     public func run() throws {
         Launcher.blockSignals()
-        let config = try options.load()
+        let config = try options.load().forInstance(instance)
         if geteuid() == 0, let pid = LauncherPidFile.running(config) {
             throw SandboxError.failure("ComfyUI is already running under comfy-sandbox (pid \(pid))",
                                        hint: "comfy-sandbox stop")

@@ -19,14 +19,25 @@ public struct Start: ParsableCommand {
     @OptionGroup public var options: ConfigOptions
     @Option(help: "Seconds to wait for the UI to answer (0: return once the launcher runs).")
     public var wait: Int = 300
+    @Argument(help: "Instances of launcher.instances to start (default: all).")
+    public var names: [String] = []
     public init() {}
 
     public func run() throws {
         try requireRoot("start")
-        let config = try options.load()
+        let all = try options.load()
+        let chosen = names.isEmpty ? all.instances.map(\.name) : names
+        for name in chosen {
+            let config = try all.forInstance(name)
+            try start(config, instanceArgument: all.launcher.instances.isEmpty ? nil : name)
+        }
+    }
+
+    func start(_ config: Config, instanceArgument: String?) throws {
+        let label = config.instance.map { "ComfyUI \($0)" } ?? "ComfyUI"
         let url = "http://\(IPEndpoint.urlAuthority(config.launcher.listen, config.launcher.port))/"
         if let pid = LauncherPidFile.running(config) {
-            print("ComfyUI is already running (pid \(pid)): \(url)")
+            print("\(label) is already running (pid \(pid)): \(url)")
             return
         }
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
@@ -43,7 +54,7 @@ public struct Start: ParsableCommand {
         // `launch` as root in a new session, detached from this terminal; it
         // writes the pid file itself, so start and systemd share one path.
         let exe = Launcher.selfExecutable
-        let spec = SpawnSpec(path: exe, arguments: [exe, "launch", "--config", options.path],
+        let spec = SpawnSpec(path: exe, arguments: [exe, "launch", "--config", options.path] + (instanceArgument.map { ["--instance", $0] } ?? []),
                              environment: HostCommand.minimalEnvironment, workingDirectory: "/",
                              stdin: null, stdout: logFD, stderr: logFD, newSession: true, confinement: nil)
         let pid = try spec.spawn()
@@ -51,7 +62,7 @@ public struct Start: ParsableCommand {
         func died(_ status: Int32) -> SandboxError {
             let how = cs_wifsignaled(status) != 0 ? "was killed by signal \(cs_wtermsig(status))" : "exited with status \(cs_wexitstatus(status))"
             let tail = LauncherPidFile.logTail(config, from: logStart)
-            return SandboxError.failure("ComfyUI did not start: the launcher \(how) after \(Self.seconds(since: began))"
+            return SandboxError.failure("\(label) did not start: the launcher \(how) after \(Self.seconds(since: began))"
                                         + (tail.isEmpty ? "" : "; the last lines of \(log):\n" + Self.indent(tail)),
                                         hint: "the whole log: \(log)")
         }
@@ -63,25 +74,25 @@ public struct Start: ParsableCommand {
             usleep(20_000)
         }
         guard wait > 0 else {
-            print("started ComfyUI (launcher pid \(pid)); log: \(log)")
+            print("started \(label) (launcher pid \(pid)); log: \(log)")
             return
         }
         // 2. ComfyUI is up when its UI answers through the relay.
         let terminal = isatty(1) != 0
-        if terminal { print("waiting for ComfyUI to answer on \(url) (log: \(log))") }
+        if terminal { print("waiting for \(label) to answer on \(url) (log: \(log))") }
         var lastShown = 0
         while true {
             if cs_waitpid_nohang(pid, &status) == pid { throw died(status) }
             if UIProbe.ask(config, timeout: 2).answers {
                 if terminal && lastShown > 0 { print("") }
-                print("started ComfyUI (launcher pid \(pid)) in \(Self.seconds(since: began)): \(url); log: \(log)")
+                print("started \(label) (launcher pid \(pid)) in \(Self.seconds(since: began)): \(url); log: \(log)")
                 return
             }
             let elapsed = Int(Date().timeIntervalSince(began))
             if elapsed >= wait {
                 if terminal && lastShown > 0 { print("") }
                 let tail = LauncherPidFile.logTail(config, from: logStart, lines: 10)
-                throw SandboxError.failure("ComfyUI has not answered on \(url) after \(wait) s; it is still starting or hung (launcher pid \(pid) runs on)"
+                throw SandboxError.failure("\(label) has not answered on \(url) after \(wait) s; it is still starting or hung (launcher pid \(pid) runs on)"
                                            + (tail.isEmpty ? "" : "; the last lines of \(log):\n" + Self.indent(tail)),
                                            hint: "`comfy-sandbox status` says when it answers; `comfy-sandbox stop` ends it; `start --wait N` waits longer")
             }

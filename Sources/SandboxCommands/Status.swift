@@ -9,11 +9,14 @@ public struct Status: ParsableCommand {
     )
     @OptionGroup public var options: ConfigOptions
     @OptionGroup public var output: OutputOptions
+    @Argument(help: "One instance of launcher.instances (default: each).")
+    public var name: String?
     public init() {}
 
     public func run() throws {
         let config = try options.load()
-        let items = StatusReport.gather(config)
+        if let name { _ = try config.forInstance(name) }
+        let items = StatusReport.gather(config, instance: name)
         if output.json {
             try printJSON(items)
         } else {

@@ -724,6 +724,48 @@ struct LauncherLandlockModeTests {
         #expect(names.contains("visible=\(visible)"), "\(r.stdoutText)")
     }
 
+    @Test("launcher.instances: a ComfyUI per GPU, each with only its own GPU; both answer; stopping one leaves the other", .requiresRoot)
+    func instancesPerGPU() throws {
+        let w = try LauncherWorld()
+        let (pa, pb) = (LauncherWorld.freePort(), LauncherWorld.freePort())
+        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+        launcher["instances"] = [["name": "a", "gpu": [0], "port": pa],
+                                 ["name": "b", "gpu": [1], "port": pb, "output": "own"]] as [[String: Any]]
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        let real = w.world.root + "/realdev"
+        let script = """
+        set -e
+        mkdir -p \(real) && mount --bind /dev \(real)
+        mount -t tmpfs -o mode=755 tmpfs /dev
+        for n in null zero full random urandom tty; do touch /dev/$n; mount --bind \(real)/$n /dev/$n; done
+        mkdir /dev/shm /dev/pts
+        mknod -m 666 /dev/nvidia0 c 195 0; mknod -m 666 /dev/nvidia1 c 195 1; mknod -m 666 /dev/nvidiactl c 195 255
+        get() { /usr/bin/python3 -c "import json,sys,urllib.request as u; d=json.load(u.urlopen('http://127.0.0.1:%s/status' % sys.argv[1], timeout=5)); print(sys.argv[2], 'ANSWERS', d.get('env', {}).get('CUDA_VISIBLE_DEVICES'), d.get('output_directory', ''))" "$1" "$2" 2>/dev/null || echo "$2 SILENT"; }
+        "$CS" start --config "$CFG" >/dev/null
+        get \(pa) a; get \(pb) b
+        "$CS" status --config "$CFG" | grep -E '^instance|gpu:|ui:' || true
+        "$CS" check-sandbox --config "$CFG" --instance a --json > \(w.world.root)/check-a.json || true
+        "$CS" stop --config "$CFG" a >/dev/null
+        get \(pa) a-after; get \(pb) b-after
+        "$CS" stop --config "$CFG" >/dev/null
+        """
+        let r = try w.world.sh(script, environment: ["CS": World.binary, "CFG": w.world.configPath])
+        let out = r.stdoutText
+        #expect(out.contains("a ANSWERS 0"), "instance a sees GPU 0 only: \(out) \(r.stderrText)")
+        #expect(out.contains("b ANSWERS 1"), "instance b sees GPU 1 only: \(out)")
+        #expect(out.contains("a-after SILENT") && out.contains("b-after ANSWERS 1"), "stopping a leaves b: \(out)")
+        #expect(out.contains("instance a:") && out.contains("instance b:"), "status has a section each: \(out)")
+        let bOut = out.split(separator: "\n").first { $0.hasPrefix("b ANSWERS") } ?? ""
+        #expect(bOut.hasSuffix("/output/b"), "b writes output/b: \(bOut)")
+        let check = try #require(FileManager.default.contents(atPath: w.world.root + "/check-a.json"))
+        let report = try #require(try JSONSerialization.jsonObject(with: check) as? [String: Any])
+        let rows = report["results"] as? [[String: Any]] ?? []
+        let other = rows.first { ($0["attempt"] as? String) == "open another instance's GPU (/dev/nvidia1)" }
+        #expect(other?["pass"] as? Bool == true, "check-sandbox --instance a: nvidia1 absent: \(rows.filter { ($0["pass"] as? Bool) == false })")
+        #expect(report["failed"] as? Int == 0, "\(rows.filter { ($0["pass"] as? Bool) == false })")
+    }
+
     @Test("landlock: true refuses to start when the kernel cannot enforce it", .requiresRoot)
     func enforceRefuses() throws {
         let w = try world(true)

@@ -57,6 +57,22 @@ struct ServiceUnitTests {
         #expect(sock.contains("ListenStream=127.0.0.2:9999\n"))
     }
 
+    @Test("launcher.instances: a template service, a socket per instance on its port, a drop-in with only its GPUs")
+    func rendersInstances() throws {
+        var c = try config()
+        c.launcher.instances = [Config.Instance(name: "gpu0", gpu: .indexes([0]), port: 8188), Config.Instance(name: "gpu1", gpu: .indexes([1]), port: 8189)]
+        c.launcher.instances[1].memory = "40g"
+        let units = ServiceUnit.renderInstances(service: try template("comfy-sandbox.service"), socket: try template("comfy-sandbox.socket"),
+                                                config: c, configPath: "/etc/cs.json", binary: "/b")
+        let byName = Dictionary(uniqueKeysWithValues: units.map { ($0.name, $0.text) })
+        #expect(byName["comfy-sandbox@.service"]?.contains("ExecStart=/b launch --instance %i") == true)
+        #expect(byName["comfy-sandbox@gpu0.socket"]?.contains("ListenStream=127.0.0.2:8188\n") == true)
+        #expect(byName["comfy-sandbox@gpu1.socket"]?.contains("ListenStream=127.0.0.2:8189\n") == true)
+        let d1 = try #require(byName["comfy-sandbox@gpu1.service.d/instance.conf"])
+        #expect(d1.contains("DeviceAllow=\n") && d1.contains("DeviceAllow=/dev/nvidia1 rw") && !d1.contains("/dev/nvidia0 "), "\(d1)")
+        #expect(d1.contains("MemoryMax=42949672960") && d1.contains("CUDA_VISIBLE_DEVICES=1"), "\(d1)")
+    }
+
     @Test("the rendered units pass systemd-analyze verify and score <= 1.5",
           .enabled(if: FileManager.default.isExecutableFile(atPath: analyze), "systemd-analyze is not installed"))
     func renderedPassesGate() throws {

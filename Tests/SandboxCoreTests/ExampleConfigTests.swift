@@ -36,6 +36,7 @@ struct ExampleConfigTests {
         add("git.", Config.Git.CodingKeys.self)
         add("launcher.", Config.Launcher.CodingKeys.self)
         add("launcher.limits.", Config.Limits.CodingKeys.self)
+        add("launcher.instances[].", Config.Instance.CodingKeys.self)
         add("models.", Config.Models.CodingKeys.self)
         add("models.links[].", Config.ModelLink.CodingKeys.self)
         return keys

@@ -16,6 +16,9 @@ public struct Config: Codable, Equatable, Sendable {
     public var git: Git
     public var launcher: Launcher
     public var models: Models
+    /// Set by `forInstance`: the instance this view of the config is for
+    /// (nil: the one implicit instance). Not a key of the file.
+    public var instance: String? = nil
 
     public struct SandboxUser: Codable, Equatable, Sendable {
         public var name: String = "comfyui_sandbox"
@@ -158,7 +161,33 @@ public struct Config: Codable, Equatable, Sendable {
         public var extraArgs: [String] = []
         /// A non-loopback `listen` is refused unless this is true (use `ssh -L` instead).
         public var allowRemoteListen: Bool = false
+        /// One confined ComfyUI per entry, sharing the install; empty: one,
+        /// "default", from `gpu` and `port`.
+        public var instances: [Instance] = []
         public init() {}
+    }
+
+    /// One ComfyUI of several (a GPU each, typically): its own port, GPUs,
+    /// device nodes, RAM temp, cgroup, pid file and log.
+    public struct Instance: Codable, Equatable, Sendable {
+        public var name: String
+        public var gpu: GPU
+        public var port: Int
+        public var extraArgs: [String] = []
+        /// Overrides launcher.limits.memory for this instance.
+        public var memory: String? = nil
+        /// "shared" (default): every instance writes the output share;
+        /// "own": this one writes output/<name> in it.
+        public var output: InstanceOutput = .shared
+        public init(name: String, gpu: GPU, port: Int) {
+            self.name = name
+            self.gpu = gpu
+            self.port = port
+        }
+    }
+
+    public enum InstanceOutput: String, Codable, Equatable, Sendable, CaseIterable {
+        case shared, own
     }
 
     public struct ModelLink: Codable, Equatable, Sendable {
@@ -217,3 +246,52 @@ public struct Config: Codable, Equatable, Sendable {
     /// The Python environment ComfyUI runs in, beside its checkout.
     public var venvPath: String { Paths.deletingLastComponent(comfyui.path) + "/venv" }
 }
+
+extension Config {
+    /// The configured instances, or the one implicit "default" from
+    /// launcher.gpu and launcher.port.
+    public var instances: [Instance] {
+        launcher.instances.isEmpty ? [Instance(name: "default", gpu: launcher.gpu, port: launcher.port)] : launcher.instances
+    }
+
+    /// This config as one instance sees it: its port, GPUs, extra arguments
+    /// and memory in `launcher`, `instance` set (pid file, log, output).
+    /// nil or the implicit instance's name with no instances configured:
+    /// the config as it is.
+    public func forInstance(_ name: String?) throws -> Config {
+        if launcher.instances.isEmpty {
+            guard name == nil || name == "default" else {
+                throw SandboxError(.usage, "no instance named \"\(name!)\": launcher.instances is empty (one instance, \"default\")")
+            }
+            return self
+        }
+        let chosen: Instance
+        if let name {
+            guard let i = launcher.instances.first(where: { $0.name == name }) else {
+                throw SandboxError(.usage, "no instance named \"\(name)\" in launcher.instances",
+                                   hint: "configured: \(launcher.instances.map(\.name).joined(separator: ", "))")
+            }
+            chosen = i
+        } else {
+            chosen = launcher.instances[0]
+        }
+        var c = self
+        c.instance = chosen.name
+        c.launcher.port = chosen.port
+        c.launcher.gpu = chosen.gpu
+        c.launcher.extraArgs += chosen.extraArgs
+        if let m = chosen.memory { c.launcher.limits.memory = m }
+        return c
+    }
+
+    /// The configured instance of this view, when it is one of launcher.instances.
+    public var currentInstance: Instance? { instance.flatMap { n in launcher.instances.first { $0.name == n } } }
+
+    /// Where this instance's ComfyUI writes its outputs.
+    public var outputDirectory: String? {
+        guard let out = shares.first(where: { $0.name == "output" })?.path else { return nil }
+        if let i = currentInstance, i.output == .own { return out + "/" + i.name }
+        return out
+    }
+}
+

@@ -312,6 +312,7 @@ extension Config.Launcher {
         case limits
         case extraArgs = "extra_args"
         case allowRemoteListen = "allow_remote_listen"
+        case instances
     }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
@@ -326,6 +327,25 @@ extension Config.Launcher {
         limits = try c(.limits, default: limits)
         extraArgs = try c(.extraArgs, default: extraArgs)
         allowRemoteListen = try c(.allowRemoteListen, default: allowRemoteListen)
+        instances = try c(.instances, default: [])
+    }
+}
+
+extension Config.InstanceOutput: ConfigWord {
+    public init(from decoder: any Decoder) throws { self = try Self.decodeWord(decoder) }
+}
+
+extension Config.Instance {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, gpu, port, memory, output
+        case extraArgs = "extra_args"
+    }
+    public init(from decoder: any Decoder) throws {
+        let c = try StrictContainer(decoder, CodingKeys.self)
+        self.init(name: try c.required(.name), gpu: try c.required(.gpu), port: try c.required(.port))
+        extraArgs = try c(.extraArgs, default: [])
+        memory = try c.optional(.memory)
+        output = try c(.output, default: output)
     }
 }
 

@@ -153,6 +153,21 @@ public enum ConfigValidator {
         if ByteSize.parse(l.limits.shmSize).map({ $0 < 16 << 20 }) ?? true {
             bad("launcher.limits.shm_size", "\"\(l.limits.shmSize)\" is not a size of at least 16m (like \"2g\")")
         }
+        var instanceNames = Set<String>(), instancePorts = Set<Int>()
+        for (i, inst) in l.instances.enumerated() {
+            let k = "launcher.instances[\(i)]"
+            if inst.name.isEmpty || inst.name.count > 32 || !inst.name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" })
+                || inst.name.hasPrefix("-") {
+                bad("\(k).name", "\"\(inst.name)\" must be 1-32 of a-z, 0-9, - and _ (it names a systemd unit, a pid file and a log)")
+            }
+            if !instanceNames.insert(inst.name).inserted { bad("\(k).name", "\"\(inst.name)\" is used by another instance") }
+            if !(1...65535).contains(inst.port) { bad("\(k).port", "\(inst.port) is not a TCP port (1-65535)") }
+            if !instancePorts.insert(inst.port).inserted { bad("\(k).port", "\(inst.port) is another instance's port too") }
+            if let m = inst.memory, ByteSize.parse(m).map({ $0 < 256 << 20 }) ?? true {
+                bad("\(k).memory", "\"\(m)\" is not a size of at least 256m (like \"24g\")")
+            }
+            for (j, a) in inst.extraArgs.enumerated() where a.utf8.contains(0) { bad("\(k).extra_args[\(j)]", "contains a NUL byte") }
+        }
         if l.limits.tasks < 32 { bad("launcher.limits.tasks", "\(l.limits.tasks) is too low for ComfyUI (at least 32)") }
         if !(1...10000).contains(l.limits.cpuWeight) { bad("launcher.limits.cpu_weight", "\(l.limits.cpuWeight) is not a CPU weight (1-10000, 100 = equal)") }
         for (i, a) in l.extraArgs.enumerated() where a.utf8.contains(0) {

@@ -83,6 +83,11 @@ extension SandboxCheck {
         let tag = String(UInt32.random(in: 100_000...999_999))
         facts.leftoverTag = tag
         facts.home = config.sandboxUser.home
+        // The GPUs of the other instances (launcher.instances) that this one does not have.
+        let others = Set(config.launcher.instances.filter { $0.name != config.instance }.flatMap { i in
+            GPUSelection.select(i.gpu, prepareNodes: false).indexes
+        }).subtracting(session.gpu.indexes)
+        if !others.isEmpty { facts.otherGPUNodes = others.sorted().map { "/dev/nvidia\($0)" } }
         facts.hostPidCount = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.count
         facts.shmSize = ByteSize.parse(config.launcher.limits.shmSize)
         facts.memoryLimit = session.confinement.cgroup == nil ? nil : config.launcher.limits.memory.flatMap(ByteSize.parse)

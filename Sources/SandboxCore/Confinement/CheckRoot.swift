@@ -26,6 +26,10 @@ extension SandboxCheck {
             r.append(Result("read another process's argv (a --password=... on the host)", expected: "blocked",
                             result: seen ? "read it" : "not visible", pass: !seen))
         }
+        // Another instance's GPUs: their nodes are not in this root.
+        for node in f.otherGPUNodes ?? [] {
+            r.append(blocked("open another instance's GPU (\(node))") { openResult(node, O_RDWR) })
+        }
         // Unix sockets Landlock does not mediate on connect: not in this root.
         for (what, path) in [("the D-Bus system bus", "/run/dbus/system_bus_socket"), ("journald", "/run/systemd/journal/socket"),
                              ("syslog (/dev/log)", "/dev/log"), ("nscd", "/var/run/nscd/socket"), ("X11", "/tmp/.X11-unix/X0")] {

@@ -34,6 +34,8 @@ public enum SandboxCheck {
         public var memoryLimit: UInt64? = nil
         /// Marks what the inside leaves running, for the outside to look for on the host.
         public var leftoverTag: String? = nil
+        /// Device nodes of GPUs other instances use and this one does not.
+        public var otherGPUNodes: [String]? = nil
     }
 
     /// One row of the table.

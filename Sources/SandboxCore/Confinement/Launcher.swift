@@ -251,6 +251,12 @@ public enum Launcher {
         }
 
         mark("seccomp")
+        // An instance with output "own" writes output/<name>: made here,
+        // by fd in the share, the primary user's like the share (its
+        // default ACL applies), if it is not there yet.
+        if let dir = config.outputDirectory, let share = config.shares.first(where: { $0.name == "output" }), dir != share.path {
+            try Self.ensureInstanceOutput(share: share.path, name: Paths.lastComponent(dir), config: config)
+        }
         if constructed {
             confinement.root = try RootLayout.forSession(config, id: id, gpu: gpu, terminal: purpose == .shell,
                                                          extraReadOnly: purpose == .check ? selfMappedFiles : [])
@@ -434,6 +440,24 @@ public enum Launcher {
         return env
     }
 
+    static func ensureInstanceOutput(share: String, name: String, config: Config) throws {
+        guard let fd = try SafeFS.openDirectory(share) else {
+            throw SandboxError.failure("the output share \(share) does not exist", hint: "run `comfy-sandbox provision`")
+        }
+        defer { close(fd) }
+        if mkdirat(fd, name, 0o2775) == 0, let primary = AccountLookup.user(config.primaryUser),
+           let group = AccountLookup.group(config.sharedGroup.name) {
+            let sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if sub >= 0 {
+                _ = fchown(sub, primary.uid, group.gid)
+                _ = fchmod(sub, 0o2775)
+                close(sub)
+            }
+        } else if errno != EEXIST {
+            throw SandboxError.failure("cannot make \(share)/\(name) for the instance's outputs: \(Errno.current)")
+        }
+    }
+
     /// The Python that runs ComfyUI: the venv's when it exists, else comfyui.python.
     public static func python(_ config: Config) -> String {
         let venv = config.venvPath + "/bin/python"
@@ -450,7 +474,7 @@ public enum Launcher {
         var args = [python(config), config.comfyui.path + "/main.py",
                     "--listen", inside, "--port", String(l.port), "--disable-auto-launch"]
         args += ["--input-directory", share("input") ?? config.comfyui.path + "/input"]
-        args += ["--output-directory", share("output") ?? config.comfyui.path + "/output"]
+        args += ["--output-directory", config.outputDirectory ?? config.comfyui.path + "/output"]
         args += ["--user-directory", config.comfyui.path + "/user"]
         args += ["--temp-directory", session.tempDir]
         return args + skipLeftOutNodes(config) + l.extraArgs

@@ -29,6 +29,42 @@ public enum ServiceUnit {
         return replace(template, values)
     }
 
+    /// With launcher.instances: the service as a template,
+    /// `comfy-sandbox@.service` (`launch --instance %i`), one socket per
+    /// instance, `comfy-sandbox@NAME.socket`, on its port, and a drop-in per
+    /// instance with its GPUs' device nodes only (another instance's
+    /// /dev/nvidiaN is closed to it) and its memory.
+    public static func renderInstances(service template: String, socket socketTemplate: String, config: Config, configPath: String,
+                                       binary: String) -> [(name: String, text: String)] {
+        var out: [(String, String)] = []
+        var service = renderService(template, config: config, configPath: configPath, binary: binary)
+        service = replace(service, ["ExecStart": "\(binary) launch --instance %i"])
+        service = service.replacingFirst("Description=ComfyUI", with: "Description=ComfyUI instance %i")
+        out.append(("comfy-sandbox@.service", service))
+        for inst in config.launcher.instances {
+            let view = (try? config.forInstance(inst.name)) ?? config
+            out.append(("comfy-sandbox@\(inst.name).socket", renderSocket(socketTemplate, config: view)))
+            var dropIn = "# comfy-sandbox: instance \(inst.name) of launcher.instances\n[Service]\n"
+            dropIn += "MemoryMax=\(view.launcher.limits.memory.flatMap(ByteSize.parse).map(String.init) ?? "infinity")\n"
+            dropIn += "MemorySwapMax=\(view.launcher.limits.memory == nil ? "infinity" : "0")\n"
+            // An empty DeviceAllow= resets the template's list: this
+            // instance's GPUs and the shared nodes, nothing else.
+            dropIn += "DeviceAllow=\n"
+            switch inst.gpu {
+            case .none: break
+            case .auto: dropIn += "DeviceAllow=char-nvidia-frontend rw\n"
+            case .indexes(let list): for i in list { dropIn += "DeviceAllow=/dev/nvidia\(i) rw\n" }
+            }
+            if inst.gpu != .none {
+                for node in ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"] { dropIn += "DeviceAllow=\(node) rw\n" }
+                dropIn += "DeviceAllow=char-nvidia-uvm rw\nDeviceAllow=char-nvidia-caps rw\n"
+                if case .indexes(let list) = inst.gpu { dropIn += "Environment=CUDA_VISIBLE_DEVICES=\(list.map(String.init).joined(separator: ","))\n" }
+            }
+            out.append(("comfy-sandbox@\(inst.name).service.d/instance.conf", dropIn))
+        }
+        return out
+    }
+
     /// The socket: the host address the UI is served on.
     public static func renderSocket(_ template: String, config: Config) -> String {
         let host = config.launcher.listen.contains(":") ? "[\(config.launcher.listen)]" : config.launcher.listen
@@ -57,3 +93,16 @@ public enum ServiceUnit {
             : path
     }
 }
+
+extension String {
+    /// The first occurrence of `target` replaced (bytewise, no _StringProcessing).
+    func replacingFirst(_ target: String, with replacement: String) -> String {
+        let hay = Array(utf8), needle = Array(target.utf8)
+        guard !needle.isEmpty, hay.count >= needle.count else { return self }
+        for i in 0...(hay.count - needle.count) where Array(hay[i..<(i + needle.count)]) == needle {
+            return String(decoding: hay[..<i] + Array(replacement.utf8) + hay[(i + needle.count)...], as: UTF8.self)
+        }
+        return self
+    }
+}
+

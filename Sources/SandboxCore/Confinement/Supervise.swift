@@ -93,8 +93,10 @@ extension Launcher {
 /// The launcher's pid file in state_dir: written by `launch` (whoever
 /// started it), read by `stop` and `status`.
 public enum LauncherPidFile {
-    public static func path(_ config: Config) -> String { config.stateDir + "/launcher.pid" }
-    public static func logPath(_ config: Config) -> String { config.stateDir + "/launcher.log" }
+    /// `launcher.pid` / `launcher.log`, or `launcher.NAME.pid` / `.log` for an instance of launcher.instances.
+    public static func path(_ config: Config) -> String { config.stateDir + "/launcher" + suffix(config) + ".pid" }
+    public static func logPath(_ config: Config) -> String { config.stateDir + "/launcher" + suffix(config) + ".log" }
+    static func suffix(_ config: Config) -> String { config.currentInstance.map { "." + $0.name } ?? "" }
 
     /// The running launcher's pid, when the file names a live comfy-sandbox process.
     public static func running(_ config: Config) -> pid_t? {

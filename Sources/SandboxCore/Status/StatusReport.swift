@@ -17,7 +17,19 @@ public struct StatusItem: Codable, Sendable, Equatable {
 /// `status` gathers its sections from each area: provisioning and drift,
 /// ComfyUI and the nodes, the launcher and what it enforces, the models manifest.
 public enum StatusReport {
-    public static func gather(_ config: Config) -> [StatusItem] {
-        ProvisionStatus.items(config) + InstallStatus.items(config) + LauncherStatus.items(config) + ModelsStatus.items(config)
+    public static func gather(_ config: Config, instance: String? = nil) -> [StatusItem] {
+        var launcher: [StatusItem] = []
+        let names = instance.map { [$0] } ?? config.instances.map(\.name)
+        for name in names {
+            guard let view = try? config.forInstance(name) else {
+                launcher.append(StatusItem("launcher", "instance \(name)", "not in launcher.instances", ok: false))
+                continue
+            }
+            var items = LauncherStatus.items(view)
+            // Several instances: a section each.
+            if !config.launcher.instances.isEmpty { for i in items.indices { items[i].section = "instance \(name)" } }
+            launcher += items
+        }
+        return ProvisionStatus.items(config) + InstallStatus.items(config) + launcher + ModelsStatus.items(config)
     }
 }
