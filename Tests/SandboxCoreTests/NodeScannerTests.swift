@@ -54,6 +54,34 @@ struct NodeScannerTests {
         #expect(findings.filter { $0.rule == "symlink-outside" }.count == 2)
     }
 
+    @Test("hostile file names are escaped in the report (no escape sequence, no forged line) and still scanned")
+    func hostileNamesEscaped() throws {
+        let dir = NSTemporaryDirectory() + "scan-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // OSC 52 (write the clipboard), a colour change, and a newline that
+        // would start a forged finding; then a name that is not UTF-8.
+        let forged: [UInt8] = Array("a\u{1b}]52;c;cm0gLXJmIH4=\u{07}\u{1b}[8m\nclean:1: low fake: all clear".utf8) + Array(".py".utf8)
+        let notUTF8: [UInt8] = [0x62, 0xff, 0xfe] + Array(".py".utf8)
+        for name in [forged, notUTF8] {
+            let path = Array(dir.utf8) + [UInt8(ascii: "/")] + name + [0]
+            let fd = path.withUnsafeBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { open($0, O_WRONLY | O_CREAT | O_EXCL, 0o644) }
+            }
+            try #require(fd >= 0, "create \(name): \(errno)")
+            _ = "eval(payload)\n".withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        let findings = try NodeScanner.scan(directory: dir, node: "n").filter { $0.rule == "dynamic-code" }
+        #expect(findings.count == 2, "both files are scanned: \(findings.map(\.text))")
+        for f in findings {
+            #expect(!f.text.unicodeScalars.contains { $0.value < 0x20 || (0x7f...0x9f).contains($0.value) }, "raw control in \(f.text)")
+            #expect(f.text.split(separator: "\n").count == 1)
+        }
+        #expect(findings.contains { $0.file.hasPrefix("a\\x1b]52;c;") && $0.file.contains("\\nclean:1:") })
+        #expect(findings.contains { $0.file == "b\\xff\\xfe.py" })
+    }
+
     @Test("dynamic strings are flagged, literals and method calls are not",
           arguments: [("eval(user_input)", true), ("exec(code + more)", true), ("eval(f\"{x}\")", true),
                       ("eval(\"1+1\")", false), ("re.compile(r'x')", false), ("self.compile(x)", false),

@@ -21,7 +21,8 @@ public enum NodeScanner {
 
     public struct Finding: Codable, Sendable, Equatable {
         public var node: String
-        /// Relative to the node's directory.
+        /// Relative to the node's directory, escaped (`PermissionFixer.escape`):
+        /// control bytes, backslashes and bytes that are not UTF-8 as `\\x1b`, `\\n`...
         public var file: String
         public var line: Int
         public var rule: String
@@ -44,44 +45,62 @@ public enum NodeScanner {
         return out.sorted { ($0.file, $0.line, $0.rule) < ($1.file, $1.line, $1.rule) }
     }
 
+    /// A name as the directory holds it: raw bytes, NUL-terminated, for the
+    /// *at() calls (a name that is not UTF-8 must still open), and its
+    /// escaped form (`PermissionFixer.escape`) for everything a report
+    /// prints: a node's file names are the node author's, and one holding an
+    /// escape sequence or a newline must not drive the reader's terminal or
+    /// forge a line of the report.
+    struct EntryName {
+        var raw: [CChar]
+        var bytes: [UInt8] { raw.dropLast().map { UInt8(bitPattern: $0) } }
+        var shown: String { PermissionFixer.escape(bytes) }
+        func hasSuffix(_ s: String) -> Bool { bytes.count >= s.utf8.count && bytes.suffix(s.utf8.count).elementsEqual(s.utf8) }
+        func equals(_ s: String) -> Bool { bytes.elementsEqual(s.utf8) }
+    }
+
     static func walk(_ dfd: Int32, relative: String, node: String, depth: Int, _ out: inout [Finding]) {
         guard depth < 64 else { return }
         let dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0)
         guard dup >= 0, let dir = fdopendir(dup) else { return }
         defer { closedir(dir) }
-        var names: [String] = []
+        var names: [EntryName] = []
         while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: ent.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
-            if name == "." || name == ".." || (depth == 0 && name == ".git") { continue }
+            let raw = withUnsafePointer(to: ent.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { Array(UnsafeBufferPointer(start: $0, count: strlen($0) + 1)) }
+            }
+            let name = EntryName(raw: raw)
+            if name.equals(".") || name.equals("..") || (depth == 0 && name.equals(".git")) { continue }
             names.append(name)
         }
-        for name in names.sorted() {
-            let rel = relative.isEmpty ? name : relative + "/" + name
+        for name in names.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
+            let rel = relative.isEmpty ? name.shown : relative + "/" + name.shown
             var st = stat()
-            guard fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            guard fstatat(dfd, name.raw, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
             switch st.st_mode & S_IFMT {
             case S_IFDIR:
-                if name == "__pycache__" { continue }
-                let sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if name.equals("__pycache__") { continue }
+                let sub = openat(dfd, name.raw, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard sub >= 0 else { continue }
                 walk(sub, relative: rel, node: node, depth: depth + 1, &out)
                 close(sub)
             case S_IFLNK:
                 var buf = [UInt8](repeating: 0, count: 4096)
                 let n = buf.withUnsafeMutableBufferPointer { p in
-                    p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { readlinkat(dfd, name, $0, p.count - 1) }
+                    p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { readlinkat(dfd, name.raw, $0, p.count - 1) }
                 }
-                let target = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : "?"
-                if target.hasPrefix("/") || target.split(separator: "/").contains("..") {
+                let target = n > 0 ? Array(buf[0..<n]) : Array("?".utf8)
+                let parts = target.split(separator: UInt8(ascii: "/"))
+                if target.first == UInt8(ascii: "/") || parts.contains(where: { $0.elementsEqual("..".utf8) }) {
                     out.append(Finding(node: node, file: rel, line: 0, rule: "symlink-outside", severity: .medium,
-                                       reason: "a link pointing outside the node (\(target)); code could read or write there through it"))
+                                       reason: "a link pointing outside the node (\(PermissionFixer.escape(target))); code could read or write there through it"))
                 }
             case S_IFREG:
                 if name.hasSuffix(".pth") {
                     out.append(Finding(node: node, file: rel, line: 0, rule: "pth-file", severity: .high,
                                        reason: ".pth files run their import lines at every Python start once they reach site-packages"))
                 }
-                let lower = name.lowercased()
+                let lower = name.shown.lowercased()
                 if depth == 0 && ["setup.py", "install.py", "prestartup_script.py"].contains(lower) {
                     let why = lower == "setup.py" ? "setup.py runs arbitrary code when the node is pip-installed"
                         : lower == "install.py" ? "install.py is run by node managers at install time"
@@ -94,7 +113,7 @@ public enum NodeScanner {
                                        reason: "\(st.st_size) bytes of Python, not scanned; review by hand"))
                     continue
                 }
-                let f = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+                let f = openat(dfd, name.raw, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
                 guard f >= 0 else { continue }
                 let data = readAll(f)
                 close(f)
