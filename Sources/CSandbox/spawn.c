@@ -25,6 +25,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -48,6 +49,7 @@ static const char *const step_names[] = {
     [CS_STEP_PDEATHSIG] = "PR_SET_PDEATHSIG",
     [CS_STEP_SETNS] = "setns(network)",
     [CS_STEP_STDIO] = "dup2 stdio",
+    [CS_STEP_CTTY] = "TIOCSCTTY",
     [CS_STEP_PASS_FDS] = "pass fds",
     [CS_STEP_CLOSE_FDS] = "close other fds",
     [CS_STEP_CHDIR] = "chdir",
@@ -119,6 +121,7 @@ static void child(const cs_spawn_spec *s, int report) {
 
     // 2. New session: the child loses the caller's controlling terminal, so it
     //    cannot push keystrokes into it (TIOCSTI is also refused by seccomp).
+    //    An interactive `run` or `shell` gets a pty of its own instead (5b).
     if (s->new_session && setsid() < 0) fail(report, CS_STEP_SETSID);
 
     // 3. Die with the launcher: see step 12b. Noted here, set there.
@@ -148,6 +151,11 @@ static void child(const cs_spawn_spec *s, int report) {
         fail(report, CS_STEP_STDIO);
     for (int i = 0; i < npass; i++)
         if (dup2(lifted[i], 3 + i) < 0) fail(report, CS_STEP_PASS_FDS);   // dup2 clears CLOEXEC
+    // 5b. The session's own terminal: stdin is the slave of a pty the
+    //     launcher made for this run and relays to the operator's terminal.
+    //     A session leader without one (step 2) takes it with TIOCSCTTY, so
+    //     job control, Ctrl-C and termios changes stay inside that pty.
+    if (s->controlling_tty && ioctl(0, TIOCSCTTY, 0) != 0) fail(report, CS_STEP_CTTY);
     //    Everything else is marked close-on-exec rather than closed now: the
     //    Landlock ruleset fd and the failure pipe must live until execve, and
     //    execve then closes them all at once. The sandbox starts with 0-2 and
@@ -333,7 +341,9 @@ static void init_child(const cs_spawn_spec *s, int report) {
     cs_spawn_spec prog = *s;
     prog.netns_fd = -1;
     prog.new_loopback_netns = 0;
-    prog.new_session = 0;
+    // A session of its own only to take its pty as controlling terminal
+    // (5b needs a session leader); else it stays in the init's.
+    prog.new_session = s->controlling_tty;
     prog.root = NULL;
     const size_t stack_size = 256 * 1024;
     void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

@@ -6,9 +6,13 @@ public struct Run: ParsableCommand {
         commandName: "run",
         abstract: "Run a command as the sandbox user under ComfyUI's exact confinement.",
         discussion: """
-        The command gets a new session (no controlling terminal, so it cannot
-        inject keystrokes into yours; seccomp refuses TIOCSTI as well), stdio
-        inherited, and exits with the command's status (128+N when killed by
+        The command gets a new session and never your terminal: when stdin is
+        a terminal, a pty of its own that comfy-sandbox relays to yours (raw
+        mode, restored on exit; window size passed on; sequences that act
+        beyond the screen, such as OSC 52 clipboard writes, dropped); when
+        stdin is not a terminal, no terminal at all (stdout/stderr that are
+        one reach it through a filtered pipe). Files and pipes are inherited
+        as they are. It exits with the command's status (128+N when killed by
         signal N). Whatever the command leaves running in the background is
         killed when it exits.
         """
@@ -85,7 +89,7 @@ public struct Run: ParsableCommand {
             throw ExitCode(127)
         }
         argv[0] = path
-        let exit = try Launcher.runForeground(session, argv: argv, newSession: true)
+        let exit = try Launcher.runForeground(session, argv: argv)
         session.cleanup()
         if exit.code != 0 { throw ExitCode(exit.code) }
     }

@@ -4,7 +4,14 @@ import SandboxCore
 public struct Shell: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "shell",
-        abstract: "An interactive shell as the sandbox user, confined like ComfyUI."
+        abstract: "An interactive shell as the sandbox user, confined like ComfyUI.",
+        discussion: """
+        The shell runs on a pty of its own in a new session (job control and
+        line editing work there); comfy-sandbox relays it to your terminal,
+        which the shell never gets: it cannot change your terminal's settings
+        or write sequences that act beyond the screen (OSC 52 clipboard writes
+        are dropped). Your terminal's settings are restored when it exits.
+        """
     )
     @OptionGroup public var options: ConfigOptions
     public init() {}
@@ -17,10 +24,9 @@ public struct Shell: ParsableCommand {
         session.printNotes()
         if let term = ProcessEnvironment.value("TERM") { session.environment["TERM"] = term }
         session.environment["PS1"] = "[comfy-sandbox \\u \\W]\\$ "
-        // The shell keeps the caller's terminal (job control, line editing):
-        // seccomp refuses TIOCSTI and TIOCLINUX, so it cannot type into it.
-        let exit = try Launcher.runForeground(session, argv: ["/bin/bash", "--norc", "--noprofile", "-i"],
-                                              newSession: false, forwardInterrupt: false)
+        // A pty of its own (job control, line editing), never the caller's
+        // terminal: see OperatorTerminal.
+        let exit = try Launcher.runForeground(session, argv: ["/bin/bash", "--norc", "--noprofile", "-i"])
         session.cleanup()
         if exit.code != 0 { throw ExitCode(exit.code) }
     }

@@ -186,6 +186,75 @@ struct LauncherEscapeTests {
     }
 }
 
+/// The operator's terminal, attacked from inside `run` and `shell` as a
+/// hostile program would: switch echo off on it (TCSETS on any fd that is
+/// it), write the clipboard (OSC 52). `script` plays the operator's
+/// terminal; its stty settings are compared before and after.
+@Suite("launcher: the operator's terminal stays the operator's", .serialized)
+struct LauncherTerminalTests {
+    /// Turns echo off on every fd 0-2 that is a terminal, writes an OSC 52
+    /// clipboard sequence and a DCS string, then says what it had.
+    static let attack = """
+    import os, sys, termios
+    for fd in (0, 1, 2):
+        try:
+            a = termios.tcgetattr(fd); a[3] &= ~termios.ECHO; termios.tcsetattr(fd, termios.TCSANOW, a)
+            print('TTY-ON-%d' % fd, flush=True)
+        except termios.error:
+            print('NOTTY-ON-%d' % fd, flush=True)
+    sys.stdout.write('\\x1b]52;c;cHduZWQ=\\x07\\x1bP+q544e\\x1b\\\\\\x1b[31mRED\\x1b[0m MARK\\n'); sys.stdout.flush()
+    try:
+        print('CTTY-OWN' if os.tcgetpgrp(0) == os.getpgrp() and os.getsid(0) == os.getpid() else 'CTTY-OTHER', flush=True)
+    except OSError:
+        print('CTTY-NONE', flush=True)
+    """
+
+    /// `script` runs `inner` (shell) on a pty and prints what the terminal got.
+    func underScript(_ w: LauncherWorld, _ inner: String, input: Data? = nil) throws -> HostCommand.Result {
+        try w.world.run(["/usr/bin/script", "-qec", inner, "/dev/null"],
+                        environment: ["COMFY_SANDBOX_CONFIG": w.world.configPath], input: input)
+    }
+
+    func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    @Test("run on a terminal: its own pty and session; echo stays on in ours, OSC 52 and DCS never reach it", .requiresRoot)
+    func runGetsOwnPty() throws {
+        let w = SharedLauncherWorld.loopback
+        let run = "\(World.binary) run -- /usr/bin/python3 -c \(quoted(Self.attack))"
+        let r = try underScript(w, "b=$(stty -g); \(run); a=$(stty -g); [ \"$a\" = \"$b\" ] && echo TERMINAL-UNCHANGED || echo TERMINAL-CHANGED")
+        let out = r.stdoutText
+        #expect(out.contains("TTY-ON-0") && out.contains("CTTY-OWN"), "the sandbox has a terminal, its own: \(out) \(r.stderrText)")
+        #expect(out.contains("TERMINAL-UNCHANGED"), "echo was switched off on the operator's terminal: \(out)")
+        #expect(out.contains("MARK") && out.contains("\u{1b}[31mRED"), "its output (colours too) still arrives: \(out)")
+        #expect(!out.contains("]52;") && !out.contains("\u{1b}P"), "OSC 52 / DCS reached the terminal: \(out.debugDescription)")
+    }
+
+    @Test("run with stdin not a terminal: no terminal at all, stdout a filtered pipe", .requiresRoot)
+    func runWithoutTerminal() throws {
+        let w = SharedLauncherWorld.loopback
+        let run = "\(World.binary) run -- /usr/bin/python3 -c \(quoted(Self.attack)) < /dev/null"
+        let r = try underScript(w, "b=$(stty -g); \(run); a=$(stty -g); [ \"$a\" = \"$b\" ] && echo TERMINAL-UNCHANGED || echo TERMINAL-CHANGED")
+        let out = r.stdoutText
+        for fd in 0...2 { #expect(out.contains("NOTTY-ON-\(fd)"), "fd \(fd) is a terminal in the sandbox: \(out) \(r.stderrText)") }
+        #expect(out.contains("CTTY-NONE"), "\(out)")
+        #expect(out.contains("TERMINAL-UNCHANGED"), "\(out)")
+        #expect(out.contains("MARK") && out.contains("\u{1b}[31mRED"), "\(out)")
+        #expect(!out.contains("]52;") && !out.contains("\u{1b}P"), "OSC 52 / DCS reached the terminal: \(out.debugDescription)")
+    }
+
+    @Test("shell: a pty of its own; stty -echo inside leaves ours as it was", .requiresRoot)
+    func shellGetsOwnPty() throws {
+        let w = SharedLauncherWorld.loopback
+        let shell = "\(World.binary) shell"
+        let r = try underScript(w, "b=$(stty -g); \(shell); a=$(stty -g); [ \"$a\" = \"$b\" ] && echo TERMINAL-UNCHANGED || echo TERMINAL-CHANGED",
+                                input: Data("stty -echo raw; printf '\\033]52;c;cHduZWQ=\\007'; test -t 0 && echo HAS-A-TTY; echo SHELL-DONE\nexit 7\n".utf8))
+        let out = r.stdoutText
+        #expect(out.contains("SHELL-DONE") && out.contains("\nHAS-A-TTY"), "\(out) \(r.stderrText)")
+        #expect(out.contains("TERMINAL-UNCHANGED"), "\(out)")
+        #expect(!out.contains("\u{1b}]52"), "\(out.debugDescription)")
+    }
+}
+
 @Suite("launcher: what must keep working, from inside `run`", .serialized)
 struct LauncherMustWorkTests {
     static let checks: [Attack] = [

@@ -187,6 +187,7 @@ typedef struct {
                                    // cgroup namespaces, this root, and an init as PID 1
     const int *cgroup_procs;       // with root: cgroup.procs files the init moves itself into first
     int n_cgroup_procs;
+    int controlling_tty;           // make the new stdin (a pty slave) the controlling terminal; needs new_session
 } cs_spawn_spec;
 
 /// The steps of the drop, reported when one fails.
@@ -198,6 +199,7 @@ typedef enum {
     CS_STEP_PDEATHSIG,
     CS_STEP_SETNS,
     CS_STEP_STDIO,
+    CS_STEP_CTTY,
     CS_STEP_PASS_FDS,
     CS_STEP_CLOSE_FDS,
     CS_STEP_CHDIR,
@@ -305,6 +307,17 @@ int cs_probe_int80_getpid(void);
 int cs_relay_splice(int a, int b);
 /// Brings `lo` up in the calling task's network namespace.
 int cs_loopback_up(void);
+// MARK: terminal (Sources/CSandbox/terminal.c): `run` and `shell` give the
+// sandbox a pty of its own, never the operator's terminal. ioctl(2) is
+// variadic, and posix_openpt/TIOCGPTPEER are _XOPEN/_GNU-only in glibc's headers.
+/// A new pseudo-terminal pair: *master and *slave, both close-on-exec and
+/// O_NOCTTY (the launcher must not take it as its own controlling terminal).
+/// The slave is opened through the master (TIOCGPTPEER), not by a path name
+/// in /dev/pts; ptsname_r and open where the kernel predates it (4.13).
+int cs_open_pty(int *master, int *slave);
+/// Gives `to` the window size of `from` (TIOCGWINSZ, TIOCSWINSZ). On a pty
+/// master this also sends SIGWINCH to the slave's foreground process group.
+int cs_tty_copy_winsize(int from, int to);
 // MARK: models area (Integrity): statfs lives in a header Swift's Glibc does not import.
 /// fstatfs(fd).f_type (the file system's magic number), or -1 with errno set.
 long cs_models_fs_type(int fd);

@@ -258,7 +258,10 @@ public enum Launcher {
             try Self.ensureInstanceOutput(share: share.path, name: Paths.lastComponent(dir), config: config)
         }
         if constructed {
-            confinement.root = try RootLayout.forSession(config, id: id, gpu: gpu, terminal: purpose == .shell,
+            // /dev/tty: the session's own pty (OperatorTerminal), for a shell
+            // and for a run whose stdin is a terminal.
+            let terminal = purpose == .shell || (purpose == .run && isatty(0) == 1)
+            confinement.root = try RootLayout.forSession(config, id: id, gpu: gpu, terminal: terminal,
                                                          extraReadOnly: purpose == .check ? selfMappedFiles : [])
             mark("root")
             var note: String?
@@ -376,9 +379,13 @@ public enum Launcher {
             // entropy-changing ones on random need CAP_SYS_ADMIN anyway.
             rules.append(R(dev, Landlock.FS.device.union(.ioctlDev)))
         }
+        // /dev/tty is the session's controlling terminal: its own pty when
+        // stdin is a terminal (OperatorTerminal), never the operator's.
         if purpose == .shell {
             rules.append(R("/dev/tty", Landlock.FS.device.union(.ioctlDev)))
             rules.append(R("/dev/pts", Landlock.FS.device.union(.ioctlDev)))
+        } else if purpose == .run && isatty(0) == 1 {
+            rules.append(R("/dev/tty", Landlock.FS.device.union(.ioctlDev)))
         }
         // GPUs: each allowed node read-write plus device ioctls (the CUDA driver
         // talks to the kernel module only through ioctl and mmap).

@@ -77,6 +77,9 @@ public struct SpawnSpec {
     /// Become fds 3, 4, ... in the child.
     public var passFDs: [Int32] = []
     public var newSession = true
+    /// The new stdin is a pty slave the child takes as its controlling
+    /// terminal (after `newSession`): `run` and `shell` on a terminal.
+    public var controllingTerminal = false
     /// nil: stay root (root-side helpers such as git and useradd).
     public var confinement: Confinement?
 
@@ -133,6 +136,7 @@ public struct SpawnSpec {
                                         spec.pass_fds = passBuf.baseAddress
                                         spec.n_pass_fds = Int32(passFDs.count)
                                         spec.new_session = newSession ? 1 : 0
+                                        spec.controlling_tty = controllingTerminal ? 1 : 0
                                         spec.die_with_parent = (c?.dieWithParent ?? false) ? 1 : 0
                                         spec.netns_fd = c?.networkNamespace?.raw ?? -1
                                         spec.new_loopback_netns = (c?.newLoopbackNetwork ?? false) ? 1 : 0

@@ -6,22 +6,24 @@ extension Launcher {
     /// Signals the launcher passes on to the confined child.
     static let forwarded: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT]
 
-    /// Blocks the forwarded signals and SIGCHLD in the calling thread. Call it
-    /// first thing in a command, before any thread exists, so every thread
-    /// inherits the mask and the signals wait for `supervise` instead of
-    /// killing the launcher (which would leave the RAM temp behind). The
-    /// confined child resets its mask in spawn.c.
+    /// Blocks the forwarded signals, SIGCHLD and SIGWINCH in the calling
+    /// thread. Call it first thing in a command, before any thread exists, so
+    /// every thread inherits the mask and the signals wait for `supervise`
+    /// instead of killing the launcher (which would leave the RAM temp
+    /// behind). SIGWINCH (ignored by default) waits there too, for a session
+    /// on a pty of its own. The confined child resets its mask in spawn.c.
     public static func blockSignals() {
-        let sigs = forwarded + [SIGCHLD]
+        let sigs = forwarded + [SIGCHLD, SIGWINCH]
         _ = sigs.withUnsafeBufferPointer { cs_block_signals($0.baseAddress, Int32($0.count)) }
     }
 
     /// Waits for `main` to exit, forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to
-    /// it (and to `companions`, which are stopped when `main` ends).
-    /// `forwardInterrupt: false` for an interactive shell that shares our
-    /// terminal and already gets Ctrl-C itself.
-    public static func supervise(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true, throughInit: Bool = false) -> ChildExit {
-        supervised(main: main, companions: companions, forwardInterrupt: forwardInterrupt, throughInit: throughInit).exit
+    /// it (and to `companions`, which are stopped when `main` ends). With a
+    /// `terminal`, window-size changes are passed to its pty, and the
+    /// operator's terminal gets its settings back as soon as `main` ends.
+    public static func supervise(main: pid_t, companions: [pid_t] = [], throughInit: Bool = false,
+                                 terminal: OperatorTerminal? = nil) -> ChildExit {
+        supervised(main: main, companions: companions, throughInit: throughInit, terminal: terminal).exit
     }
 
     /// As `supervise`, also saying which signal, if any, asked for the stop.
@@ -30,10 +32,10 @@ extension Launcher {
     /// `throughInit`: `main` is the init of a constructed root, which exits
     /// with 128+N when the program died of signal N (a PID 1 cannot die of
     /// it itself): that is read back as the signal.
-    public static func supervised(main: pid_t, companions: [pid_t] = [], forwardInterrupt: Bool = true,
-                                  throughInit: Bool = false) -> (exit: ChildExit, stopSignal: Int32?) {
+    public static func supervised(main: pid_t, companions: [pid_t] = [], throughInit: Bool = false,
+                                  terminal: OperatorTerminal? = nil) -> (exit: ChildExit, stopSignal: Int32?) {
         var stopSignal: Int32?
-        let sigs = forwarded + [SIGCHLD]
+        let sigs = forwarded + [SIGCHLD] + (terminal?.mode == .pty ? [SIGWINCH] : [])
         var exit: ChildExit?
         var alive = Set(companions)
         while exit == nil {
@@ -53,10 +55,11 @@ extension Launcher {
             var sig: Int32 = 0
             guard sigs.withUnsafeBufferPointer({ cs_sigwait_launcher($0.baseAddress, Int32($0.count), &sig) }) == 0 else { continue }
             if sig == SIGCHLD { continue }
-            if sig == SIGINT && !forwardInterrupt { continue }
+            if sig == SIGWINCH { terminal?.windowChanged(); continue }
             if sig == SIGTERM || sig == SIGINT { stopSignal = sig }
             kill(main, sig)
         }
+        terminal?.restoreSettings()
         for pid in alive {
             kill(pid, SIGTERM)
             _ = ChildExit.wait(pid)
@@ -79,14 +82,20 @@ extension Launcher {
         return n
     }
 
-    /// Runs `argv` confined in the foreground and returns its exit.
-    public static func runForeground(_ session: Session, argv: [String], newSession: Bool, forwardInterrupt: Bool = true,
-                                     passFDs: [Int32] = []) throws -> ChildExit {
-        let spec = SpawnSpec(path: argv[0], arguments: argv, environment: session.environment,
-                             workingDirectory: session.workingDirectory, passFDs: passFDs,
-                             newSession: newSession, confinement: session.confinement)
+    /// Runs `argv` confined in the foreground, in a session of its own, and
+    /// returns its exit. It never gets the operator's terminal: a pty of its
+    /// own when stdin is a terminal, none when not (see `OperatorTerminal`).
+    public static func runForeground(_ session: Session, argv: [String], passFDs: [Int32] = []) throws -> ChildExit {
+        let terminal = try OperatorTerminal.attach()
+        defer { terminal?.finish() }
+        var spec = SpawnSpec(path: argv[0], arguments: argv, environment: session.environment,
+                             workingDirectory: session.workingDirectory,
+                             stdin: terminal?.stdin ?? -1, stdout: terminal?.stdout ?? -1, stderr: terminal?.stderr ?? -1,
+                             passFDs: passFDs, newSession: true, confinement: session.confinement)
+        spec.controllingTerminal = terminal?.mode == .pty
         let pid = try spec.spawn()
-        return supervise(main: pid, forwardInterrupt: forwardInterrupt, throughInit: session.confinement.root != nil)
+        terminal?.started()
+        return supervise(main: pid, throughInit: session.confinement.root != nil, terminal: terminal)
     }
 }
 
