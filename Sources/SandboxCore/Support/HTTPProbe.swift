@@ -37,7 +37,7 @@ public enum HTTPProbe {
         let fd = connectTo(host, port, timeout: timeout)
         guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(IPEndpoint.urlAuthority(host, Int(port))): \(Errno.current)", body: "") }
         defer { close(fd) }
-        SandboxCheck.writeAll(fd, Array("GET \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host)\r\nConnection: close\r\n\r\n".utf8))
+        SandboxCheck.writeAll(fd, Array("GET \(path) HTTP/1.1\r\nHost: \(IPEndpoint.urlAuthority(host, Int(port)))\r\nConnection: close\r\n\r\n".utf8))
         let text = readAll(fd)
         let status = text.split(separator: "\r\n").first.map(String.init) ?? "no response"
         let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
@@ -49,7 +49,7 @@ public enum HTTPProbe {
         guard fd >= 0 else { return Outcome(ok: false, detail: "connect \(IPEndpoint.urlAuthority(host, Int(port))): \(Errno.current)", body: "") }
         defer { close(fd) }
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-        SandboxCheck.writeAll(fd, Array(("GET \(path) HTTP/1.1\r\nHost: \(host.contains(":") ? "[\(host)]" : host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        SandboxCheck.writeAll(fd, Array(("GET \(path) HTTP/1.1\r\nHost: \(IPEndpoint.urlAuthority(host, Int(port)))\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                          + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
         let head = SandboxCheck.readHead(fd)
         guard head.hasPrefix("HTTP/1.1 101") else {
