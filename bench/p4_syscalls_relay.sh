@@ -202,7 +202,7 @@ import socket, sys, time
 relay, direct = int(sys.argv[1]), int(sys.argv[2])
 def get(port, path, timeout=10):
     s = socket.create_connection(("127.0.0.1", port), timeout)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
     n = 0
     while True:
         b = s.recv(1 << 20)

@@ -131,7 +131,7 @@ static int half_step(struct half *h, short from_rev, short to_rev) {
     return 0;
 }
 
-int cs_relay_splice(int a, int b) {
+int cs_relay_splice(int a, int b, int linger_ms) {
     int p1[2], p2[2];
     if (pipe2(p1, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
     if (pipe2(p2, O_CLOEXEC | O_NONBLOCK) != 0) { close(p1[0]); close(p1[1]); return -1; }
@@ -149,7 +149,13 @@ int cs_relay_splice(int a, int b) {
             { a, (short)((ab.reading && ab.pending < cap ? POLLIN : 0) | (ba.pending ? POLLOUT : 0)), 0 },
             { b, (short)((ba.reading && ba.pending < cap ? POLLIN : 0) | (ab.pending ? POLLOUT : 0)), 0 },
         };
-        if (poll(fds, 2, -1) < 0) {
+        // Once one side has finished sending, the other has `linger_ms` of
+        // quiet before the relay gives up on it: a peer that never closes
+        // must not hold the connection (and its thread) for ever.
+        int half_closed = (!ab.reading && !ab.pending) || (!ba.reading && !ba.pending);
+        int n = poll(fds, 2, half_closed ? linger_ms : -1);
+        if (n == 0) break;
+        if (n < 0) {
             if (errno == EINTR) continue;
             rc = -1;
             break;
@@ -170,6 +176,160 @@ int cs_relay_splice(int a, int b) {
     close(p1[0]); close(p1[1]); close(p2[0]); close(p2[1]);
     errno = saved;
     return rc;
+}
+
+int cs_relay_one_way(int from, int to, int64_t limit, int idle_ms, int watch, short watch_events, int64_t *moved) {
+    *moved = 0;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    (void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    (void)fcntl(from, F_SETFL, fcntl(from, F_GETFL) | O_NONBLOCK);
+    (void)fcntl(to, F_SETFL, fcntl(to, F_GETFL) | O_NONBLOCK);
+    const size_t cap = 1 << 20;
+    size_t pending = 0;
+    int reading = limit != 0, rc = 0;
+    int64_t left = limit;
+    while (reading || pending) {
+        struct pollfd fds[3] = {
+            { from, (short)(reading && pending < cap ? POLLIN : 0), 0 },
+            { to, (short)(pending ? POLLOUT : 0), 0 },
+            { watch, watch_events, 0 },
+        };
+        int n = poll(fds, watch >= 0 ? 3 : 2, idle_ms);
+        if (n == 0) { errno = ETIMEDOUT; rc = -1; break; }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            rc = -1;
+            break;
+        }
+        if (watch >= 0 && fds[2].revents) { rc = 1; break; }
+        if (reading && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            size_t want = cap - pending;
+            if (left >= 0 && (int64_t)want > left) want = (size_t)left;
+            ssize_t r = splice(from, NULL, p[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (r > 0) {
+                pending += (size_t)r;
+                if (left >= 0) { left -= r; if (left == 0) reading = 0; }
+            } else if (r == 0) {
+                reading = 0;
+            } else if (errno != EAGAIN && errno != EINTR) {
+                rc = -1;
+                break;
+            }
+        }
+        if (pending && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t w = splice(p[0], NULL, to, NULL, pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (w > 0) {
+                pending -= (size_t)w;
+                *moved += w;
+            } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                rc = -1;
+                break;
+            }
+        }
+    }
+    int saved = errno;
+    close(p[0]);
+    close(p[1]);
+    errno = saved;
+    return rc;
+}
+
+// MARK: the peer's owner (inet_diag)
+
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+
+int cs_tcp_peer_uid(int diag_fd, int conn_fd, uint32_t *uid) {
+    struct sockaddr_storage local, peer;
+    socklen_t llen = sizeof local, plen = sizeof peer;
+    if (getsockname(conn_fd, (struct sockaddr *)&local, &llen) != 0) return -1;
+    if (getpeername(conn_fd, (struct sockaddr *)&peer, &plen) != 0) return -1;
+    if (local.ss_family != peer.ss_family || (local.ss_family != AF_INET && local.ss_family != AF_INET6)) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    // The client's socket: its source is our peer, its destination is us.
+    // An exact lookup (no NLM_F_DUMP): the kernel finds that one socket by
+    // its 4-tuple, as it routes a packet, and answers with its owner.
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    static __thread uint32_t seq;
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.nlh.nlmsg_seq = ++seq;
+    msg.req.sdiag_family = (uint8_t)local.ss_family;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = ~0U;
+    msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+    msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+    if (local.ss_family == AF_INET) {
+        struct sockaddr_in *l = (struct sockaddr_in *)&local, *p = (struct sockaddr_in *)&peer;
+        msg.req.id.idiag_sport = p->sin_port;
+        msg.req.id.idiag_dport = l->sin_port;
+        memcpy(msg.req.id.idiag_src, &p->sin_addr, 4);
+        memcpy(msg.req.id.idiag_dst, &l->sin_addr, 4);
+    } else {
+        struct sockaddr_in6 *l = (struct sockaddr_in6 *)&local, *p = (struct sockaddr_in6 *)&peer;
+        msg.req.id.idiag_sport = p->sin6_port;
+        msg.req.id.idiag_dport = l->sin6_port;
+        memcpy(msg.req.id.idiag_src, &p->sin6_addr, 16);
+        memcpy(msg.req.id.idiag_dst, &l->sin6_addr, 16);
+    }
+    struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+    ssize_t n;
+    do {
+        n = sendto(diag_fd, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    // The kernel answers an exact request before sendto returns; the poll
+    // only guards against a socket that somehow has nothing to read.
+    long buf[2048];
+    for (;;) {
+        struct pollfd pfd = { diag_fd, POLLIN, 0 };
+        int r = poll(&pfd, 1, 1000);
+        if (r == 0) { errno = ETIMEDOUT; return -1; }
+        if (r < 0) { if (errno == EINTR) continue; return -1; }
+        do { n = recv(diag_fd, buf, sizeof buf, 0); } while (n < 0 && errno == EINTR);
+        if (n < 0) return -1;
+        for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+            if (h->nlmsg_seq != msg.nlh.nlmsg_seq) continue;   // an answer to an earlier question
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                struct nlmsgerr *e = NLMSG_DATA(h);
+                errno = e->error ? -e->error : ENOENT;
+                return -1;
+            }
+            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg))) continue;
+            struct inet_diag_msg *m = NLMSG_DATA(h);
+            if (m->id.idiag_sport != msg.req.id.idiag_sport || m->id.idiag_dport != msg.req.id.idiag_dport) continue;
+            *uid = m->idiag_uid;
+            return 0;
+        }
+    }
+}
+
+const short CS_POLLRDHUP = POLLRDHUP;
+
+int cs_sock_diag_socket(void) {
+    return socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+}
+
+int cs_socket_domain(int fd) {
+    int domain = -1;
+    socklen_t len = sizeof domain;
+    return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 ? domain : -1;
+}
+
+int cs_socket_protocol(int fd) {
+    int protocol = -1;
+    socklen_t len = sizeof protocol;
+    return getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len) == 0 ? protocol : -1;
 }
 
 #include <net/if.h>

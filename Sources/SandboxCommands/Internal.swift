@@ -14,13 +14,26 @@ public struct Internal: ParsableCommand {
     public init() {}
 
     /// The UI relay; runs as nobody inside the sandbox's network namespace
-    /// with the host's listening socket as fd 3.
+    /// with the host's listening socket as fd 3 and a NETLINK_SOCK_DIAG
+    /// socket of the host's namespace as fd 4 (`--diag-fd -1`: none).
     public struct RelayCommand: ParsableCommand {
         public static let configuration = CommandConfiguration(commandName: "relay", shouldDisplay: false)
         @Option(name: .customLong("target-port")) public var targetPort: UInt16
         @Option(name: .customLong("listen-fd")) public var listenFD: Int32 = 3
+        @Option(name: .customLong("diag-fd")) public var diagFD: Int32 = 4
+        @Option(name: .customLong("allow-uid")) public var allowUIDs: [UInt32] = []
+        @Flag(name: .customLong("allow-anyone")) public var allowAnyone = false
+        @Option(name: .customLong("authority")) public var authorities: [String] = []
+        @Option(name: .customLong("csp")) public var csp: String = ""
         public init() {}
-        public func run() throws { Relay.serve(listenFD: listenFD, targetPort: targetPort) }
+        public func run() throws {
+            let names = try authorities.map { text in
+                guard let a = UIAuthority.parse(text, defaultPort: 80) else { throw ValidationError("--authority \(text): not host:port") }
+                return a
+            }
+            let door = UIDoor(allowedUIDs: allowAnyone ? nil : Set(allowUIDs), authorities: Set(names), csp: csp)
+            Relay.serve(listenFD: listenFD, diagFD: diagFD, targetPort: targetPort, door: door)
+        }
     }
 
     /// Runs a command under `SandboxConfinement.forInstall` (what the node

@@ -29,9 +29,25 @@ public struct Launch: ParsableCommand {
         }
         let port = UInt16(clamping: config.launcher.port)
         // Bind the host side first: a busy port fails before anything starts.
-        // Under the systemd unit the socket comes from comfy-sandbox.socket.
-        let listening = try Relay.activatedSocket()
+        // Under the systemd unit the sockets come from comfy-sandbox.socket.
+        let activated = Relay.activatedSockets()
+        let listening = try activated?.listening
             ?? (config.launcher.network == .loopbackOnly ? Relay.listen(host: config.launcher.listen, port: port) : nil)
+        // Who connects is asked of the host's kernel, through a netlink
+        // socket opened here, in the host's namespace (the relay runs in the
+        // sandbox's), or by systemd.
+        var door: UIDoor?
+        var diag: OwnedFD?
+        if let listening {
+            door = try Relay.door(config, listening: listening.raw)
+            diag = activated != nil ? activated?.diag : try Relay.peerLookup()
+            if diag == nil && door?.allowedUIDs != nil {
+                throw SandboxError.failure("systemd passed no NETLINK_SOCK_DIAG socket, so the relay cannot tell who connects (launcher.ui_users)",
+                                           hint: "reinstall the units (`comfy-sandbox install-service`): comfy-sandbox.socket needs ListenNetlink=inet-diag 0")
+            }
+        } else if config.launcher.network == .host {
+            printError("comfy-sandbox: launcher.network is host: ComfyUI serves its port itself, without the relay, so launcher.ui_users, ui_hosts and ui_csp are not enforced")
+        }
         let session = try Launcher.prepare(config, purpose: .launch)
         defer { session.cleanup() }
         session.printNotes()
@@ -45,9 +61,9 @@ public struct Launch: ParsableCommand {
                              workingDirectory: session.workingDirectory, newSession: true, confinement: session.confinement)
         let pid = try spec.spawn()
         var companions: [pid_t] = []
-        if let listening {
+        if let listening, let door {
             do {
-                companions.append(try Relay.spawn(listening: listening, targetPort: port,
+                companions.append(try Relay.spawn(listening: listening, diag: diag, door: door, targetPort: port,
                                                   networkNamespace: session.confinement.networkNamespace, config: config))
             } catch {
                 kill(pid, SIGTERM)

@@ -691,19 +691,48 @@ struct LauncherSystemdTests {
         #expect(security.status == 0, "\(security.stdoutText.split(separator: "\n").last ?? "")")
     }
 
-    @Test("as the unit runs it: the sandbox user, no capabilities, PrivateNetwork, a systemd socket; UI works through the relay",
-          .requiresRoot, .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-socket-activate")))
+    /// What comfy-sandbox.socket gives the service, made as systemd makes
+    /// it: the listening socket and (ListenNetlink=inet-diag 0) a
+    /// NETLINK_SOCK_DIAG socket, both in the host's namespace, as fds 3 and 4
+    /// with LISTEN_PID and LISTEN_FDS; then exec, so the pid stays.
+    static let socketActivate = """
+    import os, socket, sys
+    port, netlink, argv = int(sys.argv[1]), sys.argv[2] == 'yes', sys.argv[3:]
+    l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    l.bind(('127.0.0.1', port)); l.listen(128)
+    fds = [l]
+    if netlink:
+        n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 4)
+        n.bind((0, 0))
+        fds.append(n)
+    # Out of the way first: a socket may already sit on 3 or 4, and dup2
+    # onto itself would leave it close-on-exec.
+    high = [os.dup2(s.fileno(), 100 + i) for i, s in enumerate(fds)]
+    for i, fd in enumerate(high):
+        os.dup2(fd, 3 + i)
+        os.set_inheritable(3 + i, True)
+    os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=':'.join(['comfy-sandbox.socket'] * len(fds)))
+    os.execvp(argv[0], argv)
+    """
+
+    @Test("as the unit runs it: the sandbox user, no capabilities, PrivateNetwork, systemd's sockets; UI works through the relay, for the primary user only",
+          .requiresRoot)
     func unprivilegedServiceMode() throws {
         let w = try LauncherWorld()
         let uid = try #require(w.world.uid("comfyui_sandbox")), gid = try #require(w.world.gid("comfyui_sandbox"))
         let shared = try #require(w.world.gid("comfyshared"))
+        _ = try w.world.sh("useradd -M -N -s /bin/sh mallory")
+        let alice = try #require(w.world.uid("alice")), mallory = try #require(w.world.uid("mallory"))
         let hostPort = LauncherWorld.freePort()
         chmod(w.world.configPath, 0o644)
-        // systemd-socket-activate binds (as systemd would), then execs
-        // unshare --net (PrivateNetwork=yes) and setpriv (User=, empty
-        // bounding set): the pid, and so LISTEN_PID, stays the same.
+        // The sockets as systemd makes them, then unshare --net
+        // (PrivateNetwork=yes) and setpriv (User=, empty bounding set): the
+        // pid, and so LISTEN_PID, stays the same through every exec.
         let inner = "ip link set lo up && exec setpriv --reuid=\(uid) --regid=\(gid) --groups=\(shared) --inh-caps=-all --bounding-set=-all \(World.binary) launch --config \(w.world.configPath)"
-        let start = try w.world.sh("setsid systemd-socket-activate -l 127.0.0.1:\(hostPort) -- unshare --net sh -c '\(inner)' > \(w.world.root)/svc.log 2>&1 < /dev/null & echo $! > \(w.world.root)/svc.pid")
+        let script = w.world.root + "/socket-activate.py"
+        try Self.socketActivate.write(toFile: script, atomically: true, encoding: .utf8)
+        let start = try w.world.sh("setsid python3 \(script) \(hostPort) yes unshare --net sh -c '\(inner)' > \(w.world.root)/svc.log 2>&1 < /dev/null & echo $! > \(w.world.root)/svc.pid")
         #expect(start.succeeded)
         let pid = pid_t((try? String(contentsOfFile: w.world.root + "/svc.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
         defer {
@@ -719,6 +748,26 @@ struct LauncherSystemdTests {
         #expect(proc["Seccomp"] == "2")
         #expect(info["uid"] as? Int == Int(uid))
         #expect(HTTPProbe.websocketEcho(host: "127.0.0.1", port: UInt16(hostPort), message: "via systemd socket").ok)
+        // Who: through systemd's netlink socket, alice gets in and mallory does not.
+        let get = "import socket,sys; s=socket.create_connection(('127.0.0.1', \(hostPort))); s.sendall(b'GET /status HTTP/1.1\\r\\nHost: 127.0.0.1:\(hostPort)\\r\\n\\r\\n'); print(s.recv(100).split(b'\\r\\n')[0].decode())"
+        for (user, want) in [(alice, "200"), (mallory, "403")] {
+            let r = try w.world.run(["setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups", "/usr/bin/python3", "-c", get])
+            #expect(r.stdoutText.contains("HTTP/1.1 \(want)"), "uid \(user): \(r.stdoutText) \(r.stderrText)")
+        }
+    }
+
+    @Test("a socket unit without the netlink socket: launch refuses to start rather than serve everyone", .requiresRoot)
+    func socketUnitWithoutNetlink() throws {
+        let w = try LauncherWorld()
+        let uid = try #require(w.world.uid("comfyui_sandbox")), gid = try #require(w.world.gid("comfyui_sandbox"))
+        let shared = try #require(w.world.gid("comfyshared"))
+        chmod(w.world.configPath, 0o644)
+        let script = w.world.root + "/socket-activate.py"
+        try Self.socketActivate.write(toFile: script, atomically: true, encoding: .utf8)
+        let inner = "ip link set lo up && exec setpriv --reuid=\(uid) --regid=\(gid) --groups=\(shared) --inh-caps=-all --bounding-set=-all \(World.binary) launch --config \(w.world.configPath)"
+        let r = try w.world.run(["python3", script, String(LauncherWorld.freePort()), "no", "unshare", "--net", "sh", "-c", inner], timeout: 60)
+        #expect(r.status == 1, "\(r.stdoutText) \(r.stderrText)")
+        #expect(r.stderrText.contains("ListenNetlink=inet-diag"), "\(r.stderrText)")
     }
 
     @Test("unprivileged but not in a loopback-only namespace: refuses to start", .requiresRoot)

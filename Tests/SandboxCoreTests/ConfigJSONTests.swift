@@ -32,7 +32,8 @@ struct ConfigJSONTests {
       "git": { "allowed_protocols": ["https", "ssh"] },
       "launcher": { "listen": "::1", "port": 0, "network": "host", "gpu": [0, 2], "seccomp": false,
                     "landlock": "best-effort", "ram_temp": false, "limits": { "nofile": 18446744073709551615, "nproc": 64 },
-                    "extra_args": ["--lowvram"], "allow_remote_listen": true },
+                    "extra_args": ["--lowvram"], "allow_remote_listen": true, "ui_users": ["jörg", "bob"],
+                    "ui_hosts": ["comfy.test:9000", "[::1]:9001"], "ui_csp": "default-src 'none'" },
       "models": { "hf_cache": "/home/jörg/.cache/huggingface/hub",
                   "links": [ { "repo": "org/name", "file": "f.safetensors", "dir": "checkpoints", "rename": "g", "revision": "main" } ] }
     }

@@ -25,6 +25,23 @@ struct ConfigDecodingTests {
         #expect(c.shares.count == 4)
         #expect(c.git.allowedProtocols == ["https"])
         #expect(c.models.hfCache == nil)
+        #expect(c.launcher.uiUsers == ["alice"], "ui_users defaults to primary_user")
+        #expect(c.launcher.uiHosts == [])
+        #expect(c.launcher.uiCSP == Config.Launcher.defaultCSP)
+        let explicit = try decode(#"{"launcher": {"ui_users": []}}"#, env: ["SUDO_USER": "alice"])
+        #expect(explicit.launcher.uiUsers == [], "an explicit empty list stays empty (root only)")
+    }
+
+    @Test("launcher.ui_users, ui_hosts and ui_csp are checked", arguments: [
+        (#"{"launcher": {"ui_users": ["alice", "*"]}}"#, "launcher.ui_users[1]: \"*\" (anyone"),
+        (#"{"launcher": {"ui_users": ["Alice"]}}"#, "launcher.ui_users[0]: \"Alice\" is not a valid"),
+        (#"{"launcher": {"ui_hosts": ["http://gpu-box:8188"]}}"#, "launcher.ui_hosts[0]: \"http://gpu-box:8188\" is not a host name"),
+        (#"{"launcher": {"ui_hosts": ["gpu-box:0"]}}"#, "launcher.ui_hosts[0]:"),
+        (#"{"launcher": {"ui_csp": "default-src 'self'\r\nX-Injected: 1"}}"#, "launcher.ui_csp: must be one line"),
+    ])
+    func uiKeys(_ json: String, _ expected: String) {
+        let e = error(json, env: ["SUDO_USER": "alice"])
+        #expect(e?.message.contains(expected) == true, "\(e?.message ?? "no error")")
     }
 
     @Test("no primary_user and no SUDO_USER is a clear error")

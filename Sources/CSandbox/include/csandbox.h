@@ -303,8 +303,34 @@ int cs_accept_cloexec(int fd);
 /// Forks a child that makes getpid through the i386 ABI (int 0x80); returns its raw wait status.
 int cs_probe_int80_getpid(void);
 /// Relays two connected sockets both ways with splice(2) until both
-/// directions reached EOF (half-closes passed on). 0, or -1 on an error.
-int cs_relay_splice(int a, int b);
+/// directions reached EOF (half-closes passed on), or, once one has, the
+/// other is quiet for `linger_ms`. 0, or -1 on an error.
+int cs_relay_splice(int a, int b, int linger_ms);
+/// Moves bytes one way with splice(2): `limit` of them (-1: until `from`
+/// ends). Returns 0 when done (*moved says how many went; fewer than `limit`
+/// when `from` ended first), 1 when `watch` (-1: none) showed one of
+/// `watch_events` or an error/hang-up first (the caller looks at it), -1
+/// with errno on an error, ETIMEDOUT after `idle_ms` (-1: never) without an event.
+int cs_relay_one_way(int from, int to, int64_t limit, int idle_ms, int watch, short watch_events, int64_t *moved);
+/// Who is at the other end of a TCP connection accepted on this host: the
+/// uid owning the socket whose source is `conn_fd`'s peer and whose
+/// destination is `conn_fd`'s own address, found by an exact inet_diag
+/// request (SOCK_DIAG_BY_FAMILY) on `diag_fd`. That socket lives in the
+/// network namespace the connection came in on (the host's), and a
+/// NETLINK_SOCK_DIAG socket only sees sockets of the namespace it was opened
+/// in: so `diag_fd` is opened there (by the launcher, or systemd's
+/// ListenNetlink=) and passed to the relay, which runs in the sandbox's. No
+/// privilege is needed for the lookup. 0 and *uid set, or -1 with errno
+/// (ENOENT: no such socket here, a peer on another machine or one that has
+/// already gone).
+int cs_tcp_peer_uid(int diag_fd, int conn_fd, uint32_t *uid);
+/// POLLRDHUP (the peer shut down its sending side): _GNU_SOURCE-only in poll.h.
+extern const short CS_POLLRDHUP;
+/// socket(AF_NETLINK, SOCK_RAW|SOCK_CLOEXEC, NETLINK_SOCK_DIAG).
+int cs_sock_diag_socket(void);
+/// getsockopt SO_DOMAIN / SO_PROTOCOL: which passed fd is which (socket activation).
+int cs_socket_domain(int fd);
+int cs_socket_protocol(int fd);
 /// Brings `lo` up in the calling task's network namespace.
 int cs_loopback_up(void);
 // MARK: terminal (Sources/CSandbox/terminal.c): `run` and `shell` give the

@@ -164,7 +164,29 @@ public struct Config: Codable, Equatable, Sendable {
         /// One confined ComfyUI per entry, sharing the install; empty: one,
         /// "default", from `gpu` and `port`.
         public var instances: [Instance] = []
+        /// The local users the UI port serves (root always), told apart by
+        /// the uid owning the connecting socket. Default `[primary_user]`
+        /// (set where the config is decoded); `["*"]` serves anyone,
+        /// including peers on other machines.
+        public var uiUsers: [String] = []
+        /// Names the UI may be reached by besides the listen address,
+        /// `localhost`, `127.0.0.1` and `[::1]` (with the port): `name` (on
+        /// launcher.port) or `name:port`, e.g. the local end of an `ssh -L`.
+        public var uiHosts: [String] = []
+        /// The Content-Security-Policy the relay puts on every response; "" for none.
+        public var uiCSP: String = Launcher.defaultCSP
         public init() {}
+
+        /// Scripts, styles, images, fonts, media, workers, connections
+        /// (WebSocket included: CSP 3's 'self' matches ws: to the same host
+        /// and port) and frames only from the UI's own origin; images and
+        /// media also from data: and blob: (previews), styles also inline
+        /// (the frontend sets them); no plugins, no framing by other sites,
+        /// forms only to itself.
+        public static let defaultCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            + "img-src 'self' data: blob:; font-src 'self' data:; media-src 'self' data: blob:; "
+            + "connect-src 'self'; worker-src 'self' blob:; frame-src 'self'; frame-ancestors 'self'; "
+            + "object-src 'none'; base-uri 'self'; form-action 'self'"
     }
 
     /// One ComfyUI of several (a GPU each, typically): its own port, GPUs,
@@ -234,6 +256,7 @@ public struct Config: Codable, Equatable, Sendable {
         customNodes = []
         git = Git()
         launcher = Launcher()
+        launcher.uiUsers = [primaryUser]
         models = Models()
     }
 

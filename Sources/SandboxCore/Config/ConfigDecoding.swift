@@ -114,6 +114,9 @@ extension Config {
         customNodes = try c(.customNodes, default: [])
         git = try c(.git, default: Git())
         launcher = try c(.launcher, default: Launcher())
+        let explicitUIUsers = (try? c.container.nestedContainer(keyedBy: Launcher.CodingKeys.self, forKey: .launcher)
+            .contains(.uiUsers)) ?? false
+        if !explicitUIUsers { launcher.uiUsers = [primaryUser] }
         models = try c(.models, default: Models())
     }
 }
@@ -313,6 +316,9 @@ extension Config.Launcher {
         case extraArgs = "extra_args"
         case allowRemoteListen = "allow_remote_listen"
         case instances
+        case uiUsers = "ui_users"
+        case uiHosts = "ui_hosts"
+        case uiCSP = "ui_csp"
     }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
@@ -328,6 +334,9 @@ extension Config.Launcher {
         extraArgs = try c(.extraArgs, default: extraArgs)
         allowRemoteListen = try c(.allowRemoteListen, default: allowRemoteListen)
         instances = try c(.instances, default: [])
+        uiUsers = try c(.uiUsers, default: uiUsers)
+        uiHosts = try c(.uiHosts, default: uiHosts)
+        uiCSP = try c(.uiCSP, default: uiCSP)
     }
 }
 

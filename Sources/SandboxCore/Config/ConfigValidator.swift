@@ -173,6 +173,19 @@ public enum ConfigValidator {
         for (i, a) in l.extraArgs.enumerated() where a.utf8.contains(0) {
             bad("launcher.extra_args[\(i)]", "contains a NUL byte")
         }
+        for (i, u) in l.uiUsers.enumerated() {
+            if u == "*" {
+                if l.uiUsers.count > 1 { bad("launcher.ui_users[\(i)]", "\"*\" (anyone, other machines included) stands alone; list names or \"*\", not both") }
+            } else if !isValidAccountName(u) {
+                bad("launcher.ui_users[\(i)]", nameProblem(u))
+            }
+        }
+        for (i, h) in l.uiHosts.enumerated() where UIAuthority.parse(h, defaultPort: 80) == nil {
+            bad("launcher.ui_hosts[\(i)]", "\"\(h)\" is not a host name, IPv4 address or [IPv6] address, with an optional :port (as a browser's address bar shows it: localhost:9000, gpu-box.lan)")
+        }
+        if l.uiCSP.utf8.contains(where: { $0 < 0x20 || $0 > 0x7e }) || l.uiCSP.utf8.count > 4096 {
+            bad("launcher.ui_csp", "must be one line of printable ASCII (at most 4096 characters), or \"\" for none")
+        }
 
         // Models
         if let cache = c.models.hfCache { checkAbsolute(cache, "models.hf_cache", &out) }

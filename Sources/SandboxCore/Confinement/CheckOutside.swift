@@ -111,7 +111,8 @@ extension SandboxCheck {
         if loopbackOnly {
             let relaySocket = try Relay.listen(host: "127.0.0.1", port: 0)
             relayPort = Relay.boundPort(relaySocket.raw)
-            relayPid = try Relay.spawn(listening: relaySocket, targetPort: facts.port,
+            relayPid = try Relay.spawn(listening: relaySocket, diag: try Relay.peerLookup(),
+                                       door: try Relay.door(config, listening: relaySocket.raw), targetPort: facts.port,
                                        networkNamespace: session.confinement.networkNamespace, config: config)
         }
         defer { if let relayPid { kill(relayPid, SIGTERM); _ = ChildExit.wait(relayPid) } }
