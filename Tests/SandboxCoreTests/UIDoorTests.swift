@@ -225,6 +225,46 @@ struct UIDoorTests {
         #expect(h.contains("Upgrade: websocket") && h.contains("Connection: Upgrade") && !h.contains("Connection: close"))
     }
 
+    @Test("inline scripts are hashed as a browser hashes them; scripts with src, and script-like text, are not")
+    func inlineHashes() {
+        let html = """
+        <!doctype html><head><script type="importmap">{"imports": {"vue": "./vue.js"}}</script>
+        <SCRIPT>alert(1)</SCRIPT><script type="module" crossorigin src="./assets/index.js"></script>
+        <script data-x="a>b" >x()</script><scripty>no</scripty><script>alert(1)</script>
+        """
+        let hashes = UIDoor.inlineScriptHashes(Array(html.utf8))
+        // echo -n '{"imports": {"vue": "./vue.js"}}' | openssl dgst -sha256 -binary | base64, and so on.
+        // Each once, in order: the import map, alert(1) (twice in the page), x().
+        #expect(hashes == ["'sha256-j/TPfaHC1jBOkLAJovjOgw77vqgMJHaEgxHeOjrbASk='", "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='",
+                           "'sha256-D6IGS8VMvCoyaR/l0h9tERrBTATY01CoPS7l6xDv0kI='"], "\(hashes)")
+    }
+
+    @Test("hashes join script-src (or a script-src made from default-src); a policy that allows inline or no scripts stays", arguments: [
+        ("default-src 'self'; script-src 'self'; img-src 'self'", "default-src 'self'; script-src 'self' 'sha256-A'; img-src 'self'"),
+        ("default-src 'self' data:", "default-src 'self' data:; script-src 'self' data: 'sha256-A'"),
+        ("script-src 'self'; script-src-elem 'self'", "script-src 'self' 'sha256-A'; script-src-elem 'self' 'sha256-A'"),
+        ("script-src 'self' 'unsafe-inline'", "script-src 'self' 'unsafe-inline'"),
+        ("script-src 'none'", "script-src 'none'"),
+        ("img-src 'self'", "img-src 'self'"),
+    ])
+    func policyWithHashes(_ policy: String, _ expected: String) {
+        #expect(UIDoor.policy(policy, allowingScripts: ["'sha256-A'"]) == expected)
+        #expect(UIDoor.policy(policy, allowingScripts: []) == policy)
+    }
+
+    @Test("the response to an HTML page says it may be read whole; a compressed one may not")
+    func plainHTML() throws {
+        let html = try #require(Self.door.response(Array("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: 9\r\n\r\n".utf8), to: forwardGET()))
+        #expect(html.plainHTML)
+        let gz = try #require(Self.door.response(Array("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n\r\n".utf8), to: forwardGET()))
+        #expect(!gz.plainHTML)
+        let js = try #require(Self.door.response(Array("HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\n\r\n".utf8), to: forwardGET()))
+        #expect(!js.plainHTML)
+        let hashed = try #require(Self.door.response(Array("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n".utf8), to: forwardGET(),
+                                                     scriptHashes: ["'sha256-A'"]))
+        #expect(String(decoding: hashed.head, as: UTF8.self).contains("Content-Security-Policy: default-src 'self'; script-src 'self' 'sha256-A'\r\n"))
+    }
+
     @Test("no CSP header at all when ui_csp is empty")
     func cspOff() throws {
         let door = UIDoor(allowedUIDs: nil, authorities: Self.door.authorities, csp: "")

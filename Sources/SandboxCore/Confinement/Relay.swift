@@ -281,10 +281,12 @@ public enum Relay {
         // relay answered 100-continue itself; 103 could name what to preload).
         var upstreamBytes: [UInt8] = []
         var response: UIDoor.Response?
+        var responseHead: [UInt8] = []
         while response == nil {
             switch readHead(upstream, into: &upstreamBytes, max: UIDoor.maxResponseHead, timeoutMS: UIDoor.idleTimeoutMS, watch: client) {
             case .complete(let end):
-                guard let r = door.response(Array(upstreamBytes[..<end]), to: request) else {
+                responseHead = Array(upstreamBytes[..<end])
+                guard let r = door.response(responseHead, to: request) else {
                     answer(client, UIDoor.Refusal(status: 502, message: "ComfyUI sent something that is not an HTTP/1.x response."))
                     return
                 }
@@ -304,7 +306,15 @@ public enum Relay {
                 return
             }
         }
-        guard let response, send(client, response.head, timeoutMS: UIDoor.idleTimeoutMS) else { return }
+        guard var response else { return }
+        // An HTML page: read whole, so that the policy can allow exactly the
+        // inline scripts it came with (the frontend's import map) by hash.
+        if response.plainHTML, !door.csp.isEmpty, case .length(let n) = response.body, n <= UIDoor.maxHashedHTML {
+            guard readBody(upstream, into: &upstreamBytes, count: n, watch: client) else { return }
+            let hashes = UIDoor.inlineScriptHashes(Array(upstreamBytes.prefix(n)))
+            if !hashes.isEmpty, let r = door.response(responseHead, to: request, scriptHashes: hashes) { response = r }
+        }
+        guard send(client, response.head, timeoutMS: UIDoor.idleTimeoutMS) else { return }
 
         if response.tunnel {
             // A WebSocket: whatever either side sent beyond the handshake, then both ways.
@@ -367,6 +377,22 @@ public enum Relay {
                 return .closed
             }
         }
+    }
+
+    /// Reads until `buffer` holds `count` bytes, with the idle timeout
+    /// between reads; false when the sender ends first, or `watch` (the
+    /// client) hangs up.
+    static func readBody(_ fd: Int32, into buffer: inout [UInt8], count: Int, watch: Int32) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while buffer.count < count {
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: watch, events: CS_POLLRDHUP, revents: 0)]
+            let r = poll(&fds, 2, UIDoor.idleTimeoutMS)
+            if r < 0 { if errno == EINTR { continue }; return false }
+            if r == 0 || fds[1].revents != 0 { return false }
+            let n = read(fd, &chunk, Swift.min(chunk.count, count - buffer.count))
+            if n > 0 { buffer += chunk[..<n] } else if n == 0 || (errno != EINTR && errno != EAGAIN) { return false }
+        }
+        return true
     }
 
     /// The index just past a head's blank line (LF LF or LF CR LF: any

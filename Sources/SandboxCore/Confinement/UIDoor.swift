@@ -1,3 +1,4 @@
+import Crypto
 import FoundationEssentials
 
 /// The rules of the one door from the host to the sandbox: the relay on
@@ -273,6 +274,9 @@ public struct UIDoor: Sendable {
         public var body: BodyEnd
         /// 101 to an upgrade request: from here on, bytes both ways.
         public var tunnel: Bool
+        /// An HTML document, not compressed: the relay may read it whole to
+        /// allow its inline scripts by hash (`inlineScriptHashes`).
+        public var plainHTML: Bool = false
     }
 
     /// Headers of the sandbox's response that never reach the browser: its
@@ -291,7 +295,7 @@ public struct UIDoor: Sendable {
     /// `droppedResponseHeaders` and any line a browser might read otherwise
     /// than we do. nil for what is not an HTTP/1.x response (then 502).
     /// 1xx responses other than 101 are the caller's to drop.
-    public func response(_ head: [UInt8], to request: Request) -> Response? {
+    public func response(_ head: [UInt8], to request: Request, scriptHashes: [String] = []) -> Response? {
         // Lines end at LF, with or without CR, as browsers read them.
         var lines = head.split(separator: 10, omittingEmptySubsequences: false).map { $0.last == 13 ? $0.dropLast() : $0 }
         while lines.last?.isEmpty == true { lines.removeLast() }
@@ -304,11 +308,12 @@ public struct UIDoor: Sendable {
         let tunnel = status == 101
         if tunnel && !request.upgrade { return nil }
         var out = Array(statusLine) + [13, 10]
-        if !csp.isEmpty { out += Array("Content-Security-Policy: \(csp)\r\n".utf8) }
+        if !csp.isEmpty { out += Array("Content-Security-Policy: \(Self.policy(csp, allowingScripts: scriptHashes))\r\n".utf8) }
         if !tunnel { out += Array("Connection: close\r\n".utf8) }
         out += Array("X-DNS-Prefetch-Control: off\r\n".utf8)
         var lengths: [Int] = []
         var chunked = false
+        var html = false, encoded = false
         for line in lines.dropFirst() {
             // A line that is not `token: value` with plain bytes (a folded
             // line, a CR inside, a NUL) is dropped, not passed for a browser
@@ -326,6 +331,11 @@ public struct UIDoor: Sendable {
             if Self.droppedResponseHeaders.contains(lower) { continue }
             if lower == "content-length" { lengths.append(Int(String(decoding: value, as: UTF8.self)) ?? -1) }
             if lower == "transfer-encoding" { chunked = true }
+            if lower == "content-type" {
+                let type = String(decoding: value, as: UTF8.self).lowercased()
+                html = type.hasPrefix("text/html") || type.hasPrefix("application/xhtml+xml")
+            }
+            if lower == "content-encoding" && String(decoding: value, as: UTF8.self).lowercased() != "identity" { encoded = true }
             out += line + [13, 10]
         }
         out += [13, 10]
@@ -337,7 +347,96 @@ public struct UIDoor: Sendable {
         } else {
             body = .close
         }
-        return Response(status: status, head: out, body: body, tunnel: tunnel)
+        return Response(status: status, head: out, body: body, tunnel: tunnel, plainHTML: html && !encoded)
+    }
+
+    // MARK: inline scripts
+
+    /// The largest HTML body the relay reads whole to hash its inline scripts.
+    public static let maxHashedHTML = 4 << 20
+
+    /// CSP hash sources (`'sha256-...'`) of the inline `<script>` elements
+    /// (no `src`) of an HTML document, in order, without repeats. The
+    /// frontend's page holds one, its import map, which a policy without
+    /// 'unsafe-inline' blocks; allowing exactly the inline scripts the page
+    /// came with keeps blocking any a script or an injection adds later.
+    public static func inlineScriptHashes(_ html: [UInt8]) -> [String] {
+        var hashes: [String] = []
+        var i = 0
+        func lower(_ b: UInt8) -> UInt8 { (0x41...0x5a).contains(b) ? b + 32 : b }
+        func matches(_ word: String, at k: Int) -> Bool {
+            let w = Array(word.utf8)
+            guard k + w.count <= html.count else { return false }
+            for j in 0..<w.count where lower(html[k + j]) != w[j] { return false }
+            return true
+        }
+        while i < html.count {
+            guard html[i] == UInt8(ascii: "<"), matches("<script", at: i), i + 7 < html.count,
+                  [0x20, 0x09, 0x0a, 0x0c, 0x0d, UInt8(ascii: ">"), UInt8(ascii: "/")].contains(html[i + 7]) else { i += 1; continue }
+            // The start tag, to its `>` (quoted values may hold one).
+            var k = i + 7
+            var quote: UInt8 = 0
+            var attributes: [UInt8] = []
+            while k < html.count {
+                let b = html[k]
+                if quote != 0 { if b == quote { quote = 0 } } else if b == 0x22 || b == 0x27 { quote = b } else if b == UInt8(ascii: ">") { break }
+                attributes.append(lower(b))
+                k += 1
+            }
+            guard k < html.count else { break }
+            let start = k + 1
+            var end = start
+            while end < html.count && !(html[end] == UInt8(ascii: "<") && matches("</script", at: end)) { end += 1 }
+            if !Self.hasAttribute(attributes, "src") {
+                let digest = SHA256.hash(data: html[start..<end])
+                let source = "'sha256-\(Data(digest).base64EncodedString())'"
+                if !hashes.contains(source) { hashes.append(source) }
+            }
+            i = end
+        }
+        return hashes
+    }
+
+    /// Whether a start tag's attribute text (lowercased, quotes kept) names `name`.
+    static func hasAttribute(_ text: [UInt8], _ name: String) -> Bool {
+        var quote: UInt8 = 0
+        var word: [UInt8] = []
+        var words: [[UInt8]] = []
+        for b in text {
+            if quote != 0 { if b == quote { quote = 0 }; continue }
+            if b == 0x22 || b == 0x27 { quote = b; continue }
+            if b == 0x20 || b == 0x09 || b == 0x0a || b == 0x0c || b == 0x0d || b == UInt8(ascii: "=") || b == UInt8(ascii: "/") {
+                if !word.isEmpty { words.append(word); word = [] }
+                continue
+            }
+            word.append(b)
+        }
+        if !word.isEmpty { words.append(word) }
+        return words.contains { $0.elementsEqual(name.utf8) }
+    }
+
+    /// `policy` with `hashes` allowed as script sources: added to
+    /// script-src (and script-src-elem), or, when scripts fall back to
+    /// default-src, a script-src made of its sources and the hashes. A
+    /// policy that already allows inline scripts ('unsafe-inline', which a
+    /// hash would switch off) or none ('none') is left as it is.
+    public static func policy(_ policy: String, allowingScripts hashes: [String]) -> String {
+        guard !hashes.isEmpty else { return policy }
+        var directives = policy.split(separator: ";").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty }
+        func name(_ d: String) -> String { String(d.split(separator: " ").first ?? "").lowercased() }
+        func open(_ d: String) -> Bool {
+            let l = d.lowercased()
+            return !l.contains("'unsafe-inline'") && !l.contains("'none'")
+        }
+        var found = false
+        for i in directives.indices where ["script-src", "script-src-elem"].contains(name(directives[i])) {
+            found = true
+            if open(directives[i]) { directives[i] += " " + hashes.joined(separator: " ") }
+        }
+        if !found, let d = directives.first(where: { name($0) == "default-src" }), open(d) {
+            directives.append("script-src" + d.dropFirst("default-src".count) + " " + hashes.joined(separator: " "))
+        }
+        return directives.joined(separator: "; ")
     }
 
     // MARK: helpers
