@@ -6,6 +6,8 @@ BIN          := dist/comfy-sandbox
 DEBUG_BIN    := .build/debug/comfy-sandbox
 PREFIX       ?= /usr/local
 DEB_PACKAGES := libseccomp-dev libcap-dev libacl1-dev git acl iproute2 util-linux python3 python3-venv
+# Only for make e2e: the browser that drives the real frontend (scripts/e2e/ui_browser.py).
+E2E_PACKAGES := chromium
 CS            = $(BIN) --config $(CONFIG)
 # uv, the requirement installer (pip is the fallback): from PyPI into a
 # root-owned venv of its own, where comfy-sandbox looks for it.
@@ -16,7 +18,7 @@ NODE         ?=
 .PHONY: all deps build release install provision plan fix-permissions update-volumes uninstall \
         update-nodes update-nodes-pull rollback-nodes update-comfyui update-all scan-nodes \
         record-models verify-models install-service start stop restart status logs shell check-sandbox \
-        test test-make e2e bench demo clean
+        test test-make e2e e2e-deps e2e-ui bench demo clean
 
 all: build
 
@@ -141,8 +143,22 @@ test-make: build
 
 ## e2e: the real ComfyUI and six real custom nodes (../shared/fixtures/real),
 ## requirements from PyPI, a workflow through the relay, in a throwaway world
-e2e: build
+e2e: build e2e-deps
 	CS_BIN=$(CURDIR)/$(BIN) scripts/e2e.sh
+
+## e2e-deps: what make e2e needs beyond the build (Chromium), only what is missing
+e2e-deps:
+	@missing=""; for p in $(E2E_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## e2e-ui: the browser check alone, against a ComfyUI already served by the
+## relay: headless Chromium loads URL (default http://127.0.0.1:8188/) under the
+## relay's CSP, queues a workflow from the page, saves SCREENSHOT (ui-browser.png)
+e2e-ui: e2e-deps
+	python3 scripts/e2e/ui_browser.py $(or $(URL),http://127.0.0.1:8188/) $(or $(SCREENSHOT),ui-browser.png)
 
 ## bench: every benchmark with its anchor, printed as ratios
 bench: build
