@@ -10,7 +10,11 @@ public struct Launch: ParsableCommand {
         discussion: """
         loopback-only (the default): ComfyUI runs in its own network namespace
         with only loopback; a relay without privileges serves it on the host's
-        launcher.listen:launcher.port. host: ComfyUI binds it itself.
+        launcher.listen:launcher.port, to launcher.ui_users (and root) only,
+        under the UI's own names (launcher.ui_hosts adds some) and from its
+        own pages, one request per connection, at most 64 connections per
+        user, with launcher.ui_csp on every response. host: ComfyUI binds it
+        itself, and none of that applies.
         SIGTERM/SIGINT are passed to ComfyUI; the RAM temp is removed and the
         exit status is ComfyUI's.
         """
