@@ -288,15 +288,19 @@ int cs_tcp_peer_uid(int diag_fd, int conn_fd, uint32_t *uid) {
         n = sendto(diag_fd, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel);
     } while (n < 0 && errno == EINTR);
     if (n < 0) return -1;
-    // The kernel answers an exact request before sendto returns; the poll
-    // only guards against a socket that somehow has nothing to read.
+    // The kernel answers an exact request before sendto returns, so the
+    // answer is read at once; the poll only guards against a socket that
+    // somehow has nothing to read yet.
     long buf[2048];
     for (;;) {
-        struct pollfd pfd = { diag_fd, POLLIN, 0 };
-        int r = poll(&pfd, 1, 1000);
-        if (r == 0) { errno = ETIMEDOUT; return -1; }
-        if (r < 0) { if (errno == EINTR) continue; return -1; }
-        do { n = recv(diag_fd, buf, sizeof buf, 0); } while (n < 0 && errno == EINTR);
+        do { n = recv(diag_fd, buf, sizeof buf, MSG_DONTWAIT); } while (n < 0 && errno == EINTR);
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd pfd = { diag_fd, POLLIN, 0 };
+            int r = poll(&pfd, 1, 1000);
+            if (r == 0) { errno = ETIMEDOUT; return -1; }
+            if (r < 0 && errno != EINTR) return -1;
+            continue;
+        }
         if (n < 0) return -1;
         for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
             if (h->nlmsg_seq != msg.nlh.nlmsg_seq) continue;   // an answer to an earlier question

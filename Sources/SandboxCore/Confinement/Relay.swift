@@ -158,6 +158,7 @@ public enum Relay {
     public static func serve(listenFD: Int32 = 3, diagFD: Int32 = 4, targetPort: UInt16, door: UIDoor) -> Never {
         signal(SIGPIPE, SIG_IGN)
         let quota = ConnectionQuota(perKey: UIDoor.perUserConnections)
+        let workers = Workers(keepIdle: UIDoor.idleWorkers)
         while true {
             let client = cs_accept_cloexec(listenFD)
             if client < 0 {
@@ -182,13 +183,54 @@ public enum Relay {
                 refuseNow(client, UIDoor.busy(uid: uid))
                 continue
             }
-            let started = detachThread {
+            let started = workers.run {
                 handle(client, door: door, targetPort: targetPort)
                 quota.release(key)
             }
             if !started {
                 quota.release(key)
                 close(client)
+            }
+        }
+    }
+
+    /// Threads for the connections: an idle one takes the next connection,
+    /// else a new one starts (the per-uid cap bounds how many). A thread
+    /// whose connection has ended waits for the next one, unless `keepIdle`
+    /// already wait: creating a thread per connection was a measurable part
+    /// of a request's latency.
+    final class Workers: @unchecked Sendable {
+        private let condition = Condition()
+        private var jobs: [@Sendable () -> Void] = []   // guarded by condition
+        private var idle = 0                            // guarded by condition
+        let keepIdle: Int
+
+        init(keepIdle: Int) { self.keepIdle = keepIdle }
+
+        /// Runs `job` on an idle thread or a new one; false when no thread could start.
+        func run(_ job: @escaping @Sendable () -> Void) -> Bool {
+            condition.lock()
+            if idle > jobs.count {
+                jobs.append(job)
+                condition.broadcast()
+                condition.unlock()
+                return true
+            }
+            condition.unlock()
+            return detachThread { self.work(job) }
+        }
+
+        private func work(_ first: @escaping @Sendable () -> Void) {
+            var job = first
+            while true {
+                job()
+                condition.lock()
+                guard idle < keepIdle else { condition.unlock(); return }
+                idle += 1
+                while jobs.isEmpty { condition.wait() }
+                job = jobs.removeFirst()
+                idle -= 1
+                condition.unlock()
             }
         }
     }
@@ -314,11 +356,9 @@ public enum Relay {
             let hashes = UIDoor.inlineScriptHashes(Array(upstreamBytes.prefix(n)))
             if !hashes.isEmpty, let r = door.response(responseHead, to: request, scriptHashes: hashes) { response = r }
         }
-        guard send(client, response.head, timeoutMS: UIDoor.idleTimeoutMS) else { return }
-
         if response.tunnel {
             // A WebSocket: whatever either side sent beyond the handshake, then both ways.
-            guard send(client, upstreamBytes, timeoutMS: UIDoor.idleTimeoutMS),
+            guard send(client, response.head + upstreamBytes, timeoutMS: UIDoor.idleTimeoutMS),
                   send(upstream, Array(rest.dropFirst(request.bodyLength)), timeoutMS: UIDoor.idleTimeoutMS) else { return }
             if cs_relay_splice(client, upstream, UIDoor.lingerMS) != 0 && (errno == EINVAL || errno == ENOSYS) {
                 pump(client, upstream)
@@ -331,8 +371,9 @@ public enum Relay {
         case .length(let n): limit = Int64(n)
         case .close: limit = -1
         }
+        // The head and what came of the body with it, in one write.
         let first = limit < 0 ? upstreamBytes[...] : upstreamBytes.prefix(Int(limit))
-        guard send(client, Array(first), timeoutMS: UIDoor.idleTimeoutMS) else { return }
+        guard send(client, response.head + first, timeoutMS: UIDoor.idleTimeoutMS) else { return }
         if limit != 0 && (limit < 0 || Int64(first.count) < limit) {
             // The body; a client that leaves (FIN) ends it: its thread with it.
             var moved: Int64 = 0
@@ -357,7 +398,7 @@ public enum Relay {
     @discardableResult
     static func readHead(_ fd: Int32, into buffer: inout [UInt8], max: Int, timeoutMS: Int32, watch: Int32 = -1) -> HeadRead {
         let deadline = now() + Int(timeoutMS)
-        var chunk = [UInt8](repeating: 0, count: 65536)
+        var chunk = [UInt8](repeating: 0, count: 16384)
         var scanned = 0
         while true {
             if let end = headEnd(buffer, from: scanned) { return .complete(end) }
@@ -432,7 +473,7 @@ public enum Relay {
     static func lingerClose(_ fd: Int32) {
         shutdown(fd, Int32(SHUT_WR))
         let deadline = now() + 1000
-        var chunk = [UInt8](repeating: 0, count: 16384)
+        var chunk = [UInt8](repeating: 0, count: 4096)
         var total = 0
         while total < 1 << 20 {
             let left = deadline - now()

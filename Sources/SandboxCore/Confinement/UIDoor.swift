@@ -35,6 +35,8 @@ public struct UIDoor: Sendable {
     public var csp: String
 
     public static let perUserConnections = 64
+    /// Relay threads kept waiting for the next connection once theirs has ended.
+    public static let idleWorkers = 8
     /// A request head must be complete this long after the connection.
     public static let headerTimeoutMS: Int32 = 10_000
     /// An exchange where no byte moved for this long is ended (a WebSocket
