@@ -97,8 +97,8 @@ public enum Relay {
         for (i, name) in config.launcher.uiUsers.enumerated() {
             if name == "*" { uids = nil; break }
             guard let user = AccountLookup.user(name) else {
-                throw SandboxError.config("launcher.ui_users[\(i)]: there is no user \"\(name)\" on this system",
-                                          hint: "list the local users the UI is for (default: primary_user)")
+                throw SandboxError.config("launcher.ui_users[\(i)]: there is no user \"\(name)\" on this system (ui_users defaults to [primary_user])",
+                                          hint: "list the local users the UI is for in launcher.ui_users")
             }
             uids?.insert(user.uid)
         }
