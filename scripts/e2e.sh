@@ -221,6 +221,8 @@ if "${E2E_WITH_SMALL:-0}" == "1":
 c["custom_nodes"] = nodes
 c["git"]["allowed_protocols"] = ["git"]
 c["launcher"].update({"port": $PORT, "extra_args": ["--cpu"], "gpu": "none"})
+if "ui_users" in c["launcher"]:
+    c["launcher"]["ui_users"] = [user]
 json.dump(c, open("$CONFIG", "w"), indent=2)
 PY
 }
@@ -449,6 +451,25 @@ if [ "$up" = 1 ]; then
     cmp -s "$up_png" "$H/input/$name" && pass "its bytes are the uploaded ones" || flunk "the file in the share differs from the upload"
   else
     flunk "no uploaded file in $H/input"; ls -la "$H/input" | sed 's/^/   /'
+  fi
+  step_end
+fi
+
+# ---------------------------------------------------------------- 5b the page
+# The real frontend in headless Chromium, through the relay and under its
+# Content-Security-Policy: the app loads, a workflow is queued from the page,
+# nothing of the app's own is blocked, what goes elsewhere is; a screenshot.
+if [ "$up" = 1 ] && [ "${E2E_BROWSER:-1}" = 1 ]; then
+  step_begin "5b the page" "headless Chromium under the relay's CSP"
+  if command -v chromium >/dev/null 2>&1; then
+    if timeout 300 "$PY" "$ROOT/scripts/e2e/ui_browser.py" "$URL/" "$WORLD/ui-browser.png" 2>&1 | tail -n 15 | sed 's/^/   /'; [ "${PIPESTATUS[0]}" = 0 ]; then
+      pass "the frontend ran a workflow from the page under the CSP (screenshot $WORLD/ui-browser.png)"
+      [ -n "${E2E_SCREENSHOT:-}" ] && cp "$WORLD/ui-browser.png" "$E2E_SCREENSHOT"
+    else
+      flunk "the frontend did not run a workflow under the CSP"
+    fi
+  else
+    flunk "chromium is not installed (make e2e installs it)"
   fi
   step_end
 fi
