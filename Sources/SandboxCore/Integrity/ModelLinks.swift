@@ -163,7 +163,7 @@ public struct ModelLinksPlanner: Planner {
     static func fixBlobMode(_ fd: Int32, resolved: HFCache.Resolved) throws {
         guard resolved.mode & 0o7777 != 0o644 else { return }
         guard cs_fchmod_fd(fd, 0o644) == 0 else {
-            throw SandboxError.failure("\(resolved.key): cannot set mode 0644 on \(resolved.blobPath): \(Errno.current)")
+            throw SandboxError.failure("\(resolved.key): cannot set mode 0644 on \(resolved.blobPath): \(SafeFS.modeErrorText(errno))")
         }
     }
 

@@ -8,6 +8,7 @@ public enum LauncherStatus {
         let s = "launcher"
         let l = config.launcher
         var items: [StatusItem] = []
+        items.append(StatusItem(s, "kernel", Kernel.summary(), ok: Kernel.hasOpenat2))
         items.append(StatusItem(s, "capabilities", "all dropped (bounding, permitted, effective, inheritable, ambient), no_new_privs, securebits locked"))
         items.append(StatusItem(s, "seccomp", l.seccomp ? "on: \(Seccomp.refused.count) calls refused, clone(CLONE_NEW*), TIOCSTI/TIOCLINUX, socket families, personality flags; x32/i386 killed"
                                                         : "OFF (launcher.seccomp = false)", ok: l.seccomp))
