@@ -48,6 +48,22 @@ struct OlderKernelSyscallTests {
         #expect(stat("\(models)/weights.safetensors").map { $0.mode == 0o644 && $0.gid == gid } == true)
     }
 
+    @Test("the mode is lowered before the group changes: a chgrp that fails leaves the 0660 file 0640, never the group's to write",
+          arguments: ["fchownat", "fchownat,fchmodat2"])
+    func modeLoweredFirst(_ missing: String) throws {
+        let w = try World.provisioned("oldk-order")
+        let models = w.sharePath("models")
+        try #require(try w.asUser("alice", "cd '\(w.home)/alice' && echo y > w && chmod 660 w && mv w '\(models)/w.safetensors'").succeeded)
+        let alice = try #require(w.gid("alice"))
+        // With chown gone the group change fails; what happened before it stays visible.
+        let r = try w.run([World.binary, "fix-permissions", "--json", "models"],
+                          environment: ["COMFY_SANDBOX_CONFIG": w.configPath].merging(Self.without(missing)) { a, _ in a })
+        #expect(r.stdoutText.contains("cannot change its group"), "\(r.stdoutText) \(r.stderrText)")
+        let after = try #require(stat("\(models)/w.safetensors"))
+        #expect(after.gid == alice, "the group did not change")
+        #expect(after.mode == 0o640, "lowered to what 0660 and 0644 both allow before the chgrp: \(String(after.mode, radix: 8))")
+    }
+
     @Test("without fchmodat2 a model linked from the Hugging Face cache still becomes 0644")
     func modelLinkWithoutFchmodat2() throws {
         let w = try World.provisioned("oldk-models")

@@ -600,11 +600,7 @@ enum FileTree {
         let fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.failure("\(path) is not a directory (or is a symlink): \(Errno.current)") }
         defer { close(fd) }
-        if made {
-            guard fchown(fd, uid, gid) == 0, fchmod(fd, mode) == 0 else {
-                throw SandboxError.failure("cannot set the owner of \(path): \(Errno.current)")
-            }
-        }
+        if made { try SafeFS.setOwnerAndMode(fd, uid: uid, gid: gid, mode: mode, display: path) }
     }
 
     /// mkdtemp under `dir`, then chown/chmod through the fd.

@@ -197,10 +197,9 @@ public struct ModelLinksPlanner: Planner {
             if created {
                 // Made 0700 and only then opened to hand over: nobody else can
                 // get in between mkdir and these calls.
-                guard fchown(fd, uid, gid) == 0, fchmod(fd, 0o2755) == 0 else {
-                    let e = Errno.current
+                do { try SafeFS.setOwnerAndMode(fd, uid: uid, gid: gid, mode: 0o2755, display: path) } catch {
                     close(fd)
-                    throw SandboxError.failure("\(key): cannot set owner/mode of \(path): \(e)")
+                    throw SandboxError.failure("\(key): \(error)")
                 }
             }
         }

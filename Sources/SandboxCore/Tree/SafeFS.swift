@@ -124,11 +124,9 @@ public enum SafeFS {
             }
             let next = openBeneath(parent, comp, flags: O_RDONLY | O_DIRECTORY)
             guard next >= 0 else { throw pathError(walked, errno) }
-            // Set owner first: chown may clear mode bits, chmod then sets them all.
-            if fchown(next, want.uid, want.gid) != 0 || fchmod(next, want.mode) != 0 {
-                let e = errno
+            do { try setOwnerAndMode(next, uid: want.uid, gid: want.gid, mode: want.mode, display: walked) } catch {
                 close(next)
-                throw SandboxError.failure("cannot set owner/mode of \(walked): \(Errno(e))")
+                throw error
             }
             return next
         }
@@ -166,6 +164,34 @@ public enum SafeFS {
     public static func modeErrorText(_ e: Int32) -> String {
         e == ENOENT ? "/proc is not mounted, and this kernel has no fchmodat2 (Linux \(Kernel.fchmodat2Since)+) to do without it"
                     : Errno(e).description
+    }
+
+    /// Gives the inode `fd` holds to `uid`:`gid` (-1 keeps one) with `mode`,
+    /// in the order that never hands anyone more than the old or the new
+    /// state grants: the mode is first lowered to what both modes allow
+    /// (setuid/setgid off), then the owner changes, then the mode is set.
+    /// Chown first would, for a moment, give the new group whatever the old
+    /// mode gave the old one (a 0660 file moved into a read-only share would
+    /// be the sandbox's to write until the chmod).
+    public static func setOwnerAndMode(_ fd: Int32, uid: uid_t = uid_t.max, gid: gid_t = gid_t.max, mode: mode_t, display: String) throws {
+        guard let st = fstat(fd) else { throw SandboxError.failure("cannot stat \(display): \(Errno.current)") }
+        try setOwnerAndMode(fd, st: st, uid: uid, gid: gid, mode: mode, display: display)
+    }
+
+    /// The same with the fstat the caller already made of `fd`: nothing
+    /// more is called when owner and mode are already right.
+    public static func setOwnerAndMode(_ fd: Int32, st: stat, uid: uid_t = uid_t.max, gid: gid_t = gid_t.max, mode: mode_t, display: String) throws {
+        let current = st.st_mode & 0o7777
+        var now = current
+        if (uid != uid_t.max && st.st_uid != uid) || (gid != gid_t.max && st.st_gid != gid) {
+            let lowered = current & mode & ~mode_t(0o6000)
+            if lowered != current {
+                try chmod(fd, lowered, display: display)
+                now = lowered
+            }
+            try chown(fd, uid: uid, gid: gid, display: display)
+        }
+        if now != mode & 0o7777 { try chmod(fd, mode, display: display) }
     }
 
     /// Name of a uid/gid for plan lines.
