@@ -18,8 +18,8 @@ extension SandboxCheck {
         // executable inside through one extra Landlock rule.
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
-        let fixtureDir = try FileTree.makeTempDirectory(in: config.stateDir, prefix: "check.", uid: 0, gid: 0)
-        chmod(fixtureDir, 0o755)
+        let (fixtureDir, fixtureFD) = try SafeFS.makeTemporaryDirectory(in: config.stateDir, prefix: "check.", mode: 0o755, uid: 0, gid: 0)
+        close(fixtureFD)
         defer { FileTree.removeTree(fixtureDir) }
         let setuidCopy = fixtureDir + "/id"
         var copied = false
