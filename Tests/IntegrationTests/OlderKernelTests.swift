@@ -64,6 +64,21 @@ struct OlderKernelSyscallTests {
         #expect(after.mode == 0o640, "lowered to what 0660 and 0644 both allow before the chgrp: \(String(after.mode, radix: 8))")
     }
 
+    @Test("without openat2 (before 5.6) fix-permissions refuses, naming the call and the kernel that has it; nothing changes")
+    func fixPermissionsWithoutOpenat2() throws {
+        let w = try World.provisioned("oldk-openat2")
+        let input = w.sharePath("input")
+        try #require(try w.asSandbox("touch '\(input)/mine' && chmod 600 '\(input)/mine'").succeeded)
+        let r = try w.run([World.binary, "fix-permissions"], environment: ["COMFY_SANDBOX_CONFIG": w.configPath].merging(Self.without("openat2")) { a, _ in a })
+        #expect(r.status == 1)
+        #expect(r.stderrText.contains("has no openat2(2)") && r.stderrText.contains("Linux 5.6 or later"), "\(r.stderrText)")
+        #expect(!r.stderrText.contains("Function not implemented"), "\(r.stderrText)")
+        #expect(stat("\(input)/mine")?.mode == 0o600, "nothing was changed")
+        // provision's tree area walks the same way and says the same.
+        let p = try w.run([World.binary] + World.provisionFoundation, environment: ["COMFY_SANDBOX_CONFIG": w.configPath].merging(Self.without("openat2")) { a, _ in a })
+        #expect(p.status == 1 && p.stderrText.contains("has no openat2(2)"), "\(p.stdoutText) \(p.stderrText)")
+    }
+
     @Test("without fchmodat2 a model linked from the Hugging Face cache still becomes 0644")
     func modelLinkWithoutFchmodat2() throws {
         let w = try World.provisioned("oldk-models")

@@ -283,6 +283,7 @@ public struct PermissionFixer: Sendable {
             case EXDEV: "is on another file system (a mount point); not entered"
             case ENOENT: "disappeared while the walk ran"
             case ENOTDIR: "is no longer a directory; left alone"
+            case ENOSYS: "cannot be opened safely: this kernel has no openat2 (Linux \(Kernel.openat2Since)+); left alone"
             default: "cannot be opened safely (\(Errno(e))); left alone"
             }
         }

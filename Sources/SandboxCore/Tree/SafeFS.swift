@@ -108,6 +108,8 @@ public enum SafeFS {
         case ENOTDIR:
             SandboxError.failure("\(path) is a file where a directory must be; not touching it",
                                  hint: "move it away and run again")
+        case ENOSYS:
+            Kernel.openat2Missing("cannot open \(path)")
         default:
             SandboxError.failure("cannot open \(path): \(Errno(e))")
         }
