@@ -204,7 +204,7 @@ struct ProvisionTests {
     func uninstallStopsLauncher() throws {
         let w = try World.provisioned("prov-uninstall-running", provision: false)
         var config = w.defaultConfig()
-        config["launcher"] = ["port": LauncherWorld.freePort(), "gpu": "none"] as [String: Any]
+        config["launcher"] = ["port": LauncherWorld.freePort(), "gpu": "none", "landlock": TestKernel.landlockMode] as [String: Any]
         try w.writeConfig(config)
         #expect(try w.comfy(World.provisionFoundation).status == 0)
         let comfy = "\(w.opt)/comfy-sandbox/ComfyUI"

@@ -230,12 +230,11 @@ public enum Launcher {
                                                hint: "boot with lsm=...,landlock, or set launcher.landlock to \"best-effort\" to start without it")
                 }
                 notes.append("WARNING: Landlock is NOT enforced (kernel ABI 0, launcher.landlock = \"best-effort\"): no filesystem or port rules")
-            } else if !s.notEnforced.isEmpty {
-                let msg = "Landlock ABI \(s.abi): not enforced on this kernel: " + s.notEnforced.joined(separator: "; ")
-                if config.launcher.landlock == .enforce && s.abi < 1 {
-                    throw SandboxError.failure(msg)
+            } else {
+                do { notes += try Landlock.enforcementNotes(s, mode: config.launcher.landlock, what: "refusing to start") } catch {
+                    FileTree.removeTree(temp)
+                    throw error
                 }
-                notes.append("WARNING: " + msg)
             }
             confinement.landlockRuleset = ruleset
         } else {
