@@ -113,18 +113,22 @@ public enum Landlock {
         /// stricter instead (ABI 1 refuses every rename or link across
         /// directories), which breaks things but weakens nothing.
         public var weaker: Bool
-        public var description: String { "\(feature) (ABI \(abi), Linux \(Landlock.kernel(abi: abi))+)" }
+        /// What its absence means, when the name does not say it.
+        public var detail: String? = nil
+        public var description: String {
+            "\(feature) (ABI \(abi), Linux \(Landlock.kernel(abi: abi))+)" + (detail.map { ": \($0)" } ?? "")
+        }
     }
 
     /// What rules of this shape lack on a kernel with Landlock ABI `abi`.
     public static func gaps(abi: Int, net: NetPolicy?, scope: Bool) -> [Gap] {
-        guard abi > 0 else { return [Gap(feature: "Landlock itself: no file, port or scope rule at all", abi: 1, weaker: true)] }
+        guard abi > 0 else { return [Gap(feature: "Landlock", abi: 1, weaker: true, detail: "no file, port or scope rule at all")] }
         var gaps: [Gap] = []
-        if abi < 2 { gaps.append(Gap(feature: "REFER (renaming or linking across directories is refused altogether instead)", abi: 2, weaker: false)) }
-        if abi < 3 { gaps.append(Gap(feature: "TRUNCATE (truncate(2) of files it may not write)", abi: 3, weaker: true)) }
-        if abi < 4, net != nil { gaps.append(Gap(feature: "TCP bind/connect rules (bind and connect only on launcher.port)", abi: 4, weaker: true)) }
-        if abi < 5 { gaps.append(Gap(feature: "IOCTL_DEV (device ioctls only on the GPU nodes and the terminal)", abi: 5, weaker: true)) }
-        if abi < 6, scope { gaps.append(Gap(feature: "abstract-socket and signal scoping (no signal or abstract socket outside the sandbox)", abi: 6, weaker: true)) }
+        if abi < 2 { gaps.append(Gap(feature: "REFER", abi: 2, weaker: false, detail: "renaming or linking across directories is refused altogether instead")) }
+        if abi < 3 { gaps.append(Gap(feature: "TRUNCATE", abi: 3, weaker: true)) }
+        if abi < 4, net != nil { gaps.append(Gap(feature: "TCP bind/connect rules", abi: 4, weaker: true)) }
+        if abi < 5 { gaps.append(Gap(feature: "IOCTL_DEV", abi: 5, weaker: true)) }
+        if abi < 6, scope { gaps.append(Gap(feature: "abstract-socket and signal scoping", abi: 6, weaker: true)) }
         return gaps
     }
 
