@@ -176,7 +176,7 @@ if [ -n "$need" ]; then
 fi
 [ -x /usr/bin/busybox ] || die "busybox-static is needed (/usr/bin/busybox)"
 
-# The packages' names: the newest 6.1 (linux-image-amd64 on Debian 12) and
+# The packages' names (package_for sets PKG): the newest 6.1 (linux-image-amd64 on Debian 12) and
 # 6.12 (linux-image-6.12-amd64, bookworm-security; on other releases
 # bookworm-backports, added to a private apt configuration for the download
 # only).
@@ -190,15 +190,22 @@ apt_private() {
   apt-get "${PRIVATE_APT[@]}" update -qq
 }
 package_for() {
-  local series="$1" meta pkg
+  local series="$1" meta pkg list
   case "$series" in
     6.1) meta=linux-image-amd64 ;;
     *) meta="linux-image-$series-amd64" ;;
   esac
+  local re="^linux-image-${series//./\\.}[.-][0-9][^ ]*-amd64(-unsigned)?\$"
   for attempt in plain backports; do
     [ "$attempt" = backports ] && { [ "${#PRIVATE_APT[@]}" -gt 0 ] || apt_private; }
+    # The meta package's choice, else the newest image of the series (backports has only -unsigned ones).
     pkg="$(apt-cache "${PRIVATE_APT[@]}" depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')"
-    case "$pkg" in "linux-image-$series".*-amd64|"linux-image-$series"-*-amd64) echo "$pkg"; return 0 ;; esac
+    echo "$pkg" | grep -qE "$re" && { PKG="$pkg"; return 0; }
+    list="$(apt-cache "${PRIVATE_APT[@]}" search --names-only "$re" 2>/dev/null | awk '{print $1}' | grep -E "$re" \
+            | grep -vE -- '-(cloud|rt)-amd64' | sort -V)" || true
+    pkg="$(echo "$list" | tail -n 1)"
+    echo "$list" | grep -qx -- "${pkg%-unsigned}" && pkg="${pkg%-unsigned}"
+    [ -n "$pkg" ] && { PKG="$pkg"; return 0; }
   done
   die "no $meta (Linux $series) in the apt sources"
 }
@@ -341,7 +348,8 @@ TCG_ACCEL=(-accel tcg,thread=multi -cpu max)
 # One kernel in a VM: writes $OUT/<series>/.
 run_vm() {
   local series="$1" pkg dir out vmlinuz accel start rc
-  pkg="$(package_for "$series")"
+  package_for "$series"   # sets PKG (and PRIVATE_APT when it took backports)
+  pkg="$PKG"
   fetch_kernel "$pkg"
   dir="$CACHE/$pkg"
   out="$OUT/$series"
