@@ -18,7 +18,7 @@ NODE         ?=
 .PHONY: all deps build release install provision plan fix-permissions update-volumes uninstall \
         update-nodes update-nodes-pull rollback-nodes update-comfyui update-all scan-nodes \
         record-models verify-models install-service start stop restart status logs shell check-sandbox \
-        test test-make e2e e2e-deps e2e-ui bench demo clean
+        test test-make test-kernels e2e e2e-deps e2e-ui bench demo clean
 
 all: build
 
@@ -140,6 +140,12 @@ test-make: build
 	 sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.after; \
 	 if ! cmp -s /tmp/comfy-sandbox-etc.before /tmp/comfy-sandbox-etc.after; then \
 	   echo "FAIL: make-targets changed the host's /etc/passwd or /etc/group"; exit 1; fi; exit $$status
+
+## test-kernels: the root suites, status and check-sandbox under qemu on Debian's
+## Linux 6.1 and 6.12 (KERNELS="6.1 6.12 host" adds the host's), scripts/test-kernels.sh
+test-kernels: deps
+	$(SWIFT) build --build-tests
+	scripts/test-kernels.sh
 
 ## e2e: the real ComfyUI and six real custom nodes (../shared/fixtures/real),
 ## requirements from PyPI, a workflow through the relay, in a throwaway world

@@ -129,12 +129,41 @@ int cs_fchmodat2(int dirfd, const char *path, mode_t mode, int flags) {
     return (int)syscall(SYS_fchmodat2, dirfd, path, mode, flags);
 }
 
+// Set once fchmodat2 answered ENOSYS: the kernel will not grow it while we run.
+static int fchmodat2_missing;
+
 int cs_fchmod_fd(int fd, mode_t mode) {
-    // fchmodat2(fd, "", mode, AT_EMPTY_PATH) also works on O_PATH fds; on a
-    // kernel without it, fchmod needs a real (non-O_PATH) descriptor.
-    if (cs_fchmodat2(fd, "", mode, AT_EMPTY_PATH) == 0) return 0;
-    if (errno != ENOSYS && errno != EINVAL) return -1;
-    return fchmod(fd, mode);
+    // 1. fchmodat2(fd, "", mode, AT_EMPTY_PATH) (Linux 6.6+) works on any
+    //    descriptor, O_PATH ones included.
+    if (!__atomic_load_n(&fchmodat2_missing, __ATOMIC_RELAXED)) {
+        if (cs_fchmodat2(fd, "", mode, AT_EMPTY_PATH) == 0) return 0;
+        // EPERM too: some container managers refuse calls they do not know with it.
+        if (errno != ENOSYS && errno != EPERM && errno != EINVAL) return -1;
+        if (errno == ENOSYS) __atomic_store_n(&fchmodat2_missing, 1, __ATOMIC_RELAXED);
+    }
+    // 2. Older kernels (systemd's fchmod_opath): fchmod refuses an O_PATH fd
+    //    (EBADF), but chmod of /proc/self/fd/N reaches exactly the inode the
+    //    fd holds, whatever happened to its name. chmod follows a symlink,
+    //    and an O_PATH|O_NOFOLLOW fd may be one: never for a link.
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    if (S_ISLNK(st.st_mode)) { errno = ELOOP; return -1; }
+    char path[32];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return chmod(path, mode);
+}
+
+int cs_fchmodat2_available(void) {
+    if (__atomic_load_n(&fchmodat2_missing, __ATOMIC_RELAXED)) return 0;
+    // An invalid flag: EINVAL from a kernel that has the call, ENOSYS otherwise.
+    if (cs_fchmodat2(AT_FDCWD, "/", 0, -1) == 0) return 1;
+    return errno != ENOSYS;
+}
+
+int cs_openat2_available(void) {
+    int fd = cs_openat2(AT_FDCWD, "/", O_PATH | O_CLOEXEC, 0, 0);
+    if (fd >= 0) { close(fd); return 1; }
+    return errno != ENOSYS;
 }
 
 int cs_close_range(unsigned int first, unsigned int last, unsigned int flags) {

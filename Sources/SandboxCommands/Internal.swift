@@ -9,7 +9,7 @@ public struct Internal: ParsableCommand {
         commandName: "__internal",
         abstract: "Entry points comfy-sandbox runs of itself.",
         shouldDisplay: false,
-        subcommands: [RelayCommand.self, CheckInside.self, InstallProbe.self, InternalHash.self]
+        subcommands: [RelayCommand.self, CheckInside.self, InstallProbe.self, InternalHash.self, KernelProbe.self]
     )
     public init() {}
 
@@ -33,6 +33,19 @@ public struct Internal: ParsableCommand {
             }
             let door = UIDoor(allowedUIDs: allowAnyone ? nil : Set(allowUIDs), authorities: Set(names), csp: csp)
             Relay.serve(listenFD: listenFD, diagFD: diagFD, targetPort: targetPort, door: door)
+        }
+    }
+
+    /// What this kernel has of the calls comfy-sandbox builds on, one per
+    /// line (`make test-kernels` and the tests read it).
+    public struct KernelProbe: ParsableCommand {
+        public static let configuration = CommandConfiguration(commandName: "kernel-probe", shouldDisplay: false)
+        public init() {}
+        public func run() throws {
+            print("release: \(Kernel.release)")
+            print("openat2: \(Kernel.hasOpenat2 ? "present" : "missing")")
+            print("fchmodat2: \(Kernel.hasFchmodat2 ? "present" : "missing")")
+            print("landlock abi: \(Landlock.abi)")
         }
     }
 

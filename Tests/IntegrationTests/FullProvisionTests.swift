@@ -27,8 +27,9 @@ struct FullProvisionTests {
         try w.git.makeRepo("ComfyUI", files: Self.comfyFiles)
         try w.git.makeRepo("NodeA")
         var c = w.world.defaultConfig()
+        // No extra requirements: the default (requests) would need PyPI; this test is offline.
         c["comfyui"] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3",
-                        "install_requirements": false]
+                        "install_requirements": false, "extra_requirements": [String]()]
         c["git"] = ["allowed_protocols": ["git"]]
         c["custom_nodes"] = [w.node("NodeA")]
         try w.world.writeConfig(c)

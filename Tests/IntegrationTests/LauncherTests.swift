@@ -25,11 +25,24 @@ enum SharedLauncherWorld {
 struct Attack: Sendable, CustomTestStringConvertible {
     var name: String
     var script: String
+    /// The Landlock ABI whose rule stops it (nil: something else does). On
+    /// a kernel below it the worlds run "best-effort", and the run must say
+    /// the rule is not enforced instead.
+    var needsABI: Int?
     var testDescription: String { name }
-    init(_ name: String, _ script: String) {
+    init(_ name: String, _ script: String, needsABI: Int? = nil) {
         self.name = name
         self.script = script
+        self.needsABI = needsABI
     }
+}
+
+/// On a kernel without the rule `abi` brings, what the launcher must say
+/// on every start in "best-effort" mode; nil on a kernel that has it.
+func notEnforcedLine(_ abi: Int, in stderr: String) -> Bool? {
+    guard TestKernel.lacks(abi: abi) else { return nil }
+    let gap = Landlock.gaps(abi: TestKernel.abi, net: Landlock.NetPolicy(bindPorts: [], connectPorts: []), scope: true).first { $0.abi == abi }
+    return stderr.contains("Landlock NOT fully enforced") && gap.map { stderr.contains($0.description) } == true
 }
 
 @Suite("launcher: escapes that must fail, from inside `run`", .serialized)
@@ -111,7 +124,7 @@ struct LauncherEscapeTests {
                 s.bind(('127.0.0.1', \(w.port == 65535 ? 65534 : w.port + 1))); report(True, 'bound')
             except OSError as e:
                 report(False, errno.errorcode[e.errno])
-            """),
+            """, needsABI: 4),
             Attack("execute a payload written to TMPDIR", """
             p = os.environ['TMPDIR'] + '/payload'
             open(p, 'w').write('#!/bin/sh\\necho ran\\n'); os.chmod(p, 0o755)
@@ -126,6 +139,12 @@ struct LauncherEscapeTests {
     @Test("escape attempt fails", .requiresRoot, arguments: attacks)
     func attack(_ attack: Attack) throws {
         let r = try SharedLauncherWorld.loopback.python(attack.script)
+        if let abi = attack.needsABI, let said = notEnforcedLine(abi, in: r.stderrText) {
+            // This kernel lacks the rule: the launcher must have said so (and did start).
+            #expect(said, "\(attack.name): no NOT enforced line for ABI \(abi): \(r.stderrText)")
+            #expect(r.stdoutText.contains("BLOCKED") || r.stdoutText.contains("ESCAPED"), "\(attack.name) ran: \(r.stdoutText) \(r.stderrText)")
+            return
+        }
         #expect(r.stdoutText.contains("BLOCKED"), "\(attack.name): \(r.stdoutText) \(r.stderrText)")
         #expect(!r.stdoutText.contains("ESCAPED"), "\(attack.name): \(r.stdoutText)")
     }
@@ -494,7 +513,7 @@ struct LauncherLaunchTests {
         for pid in alive { kill(pid, SIGKILL) }
     }
 
-    @Test("check-sandbox exits 0 and reports at least 25 attempts", .requiresRoot)
+    @Test("check-sandbox exits 0, reports at least 25 attempts, and names what this kernel does not enforce", .requiresRoot)
     func checkSandbox() throws {
         let w = SharedLauncherWorld.loopback
         let r = try w.world.comfy(["check-sandbox", "--json"])
@@ -513,12 +532,31 @@ struct LauncherLaunchTests {
                         "leave a thread running after its thread-group leader exited (zombie leader)"] {
             #expect(rows.contains(attempt), "no row \(attempt): \(rows)")
         }
+        let kernel = try #require(report["kernel"] as? [String: Any])
+        #expect(kernel["landlock_abi"] as? Int == TestKernel.abi)
+        #expect(kernel["not_enforced"] as? [String] == TestKernel.gaps.map(\.description), "\(kernel)")
+        // Binding another port only Landlock's TCP rules stop: blocked, or
+        // not enforced with the reason on a kernel without them.
+        let results = (report["results"] as? [[String: Any]]) ?? []
+        let bind = try #require(results.first { $0["attempt"] as? String == "bind a port other than launcher.port" })
+        if TestKernel.lacks(abi: 4) {
+            #expect(bind["pass"] as? Bool == false && (bind["not_enforced"] as? String)?.contains("Landlock ABI 4") == true, "\(bind)")
+        } else {
+            #expect(bind["pass"] as? Bool == true && bind["not_enforced"] == nil, "\(bind)")
+        }
+        // A signal to a sandbox-user process outside the session: the PID
+        // namespace hides it on every kernel (signal scoping, ABI 6, too).
+        let signal = try #require(results.first { $0["attempt"] as? String == "kill(a sandbox-user process outside the sandbox, SIGCONT)" })
+        #expect(signal["pass"] as? Bool == true, "\(signal)")
+        #expect(report["not_enforced"] as? Int == (TestKernel.lacks(abi: 4) ? 1 : 0))
     }
 
     @Test("seccomp: false turns the filter off and status says so", .requiresRoot)
     func seccompOff() throws {
         let w = try LauncherWorld(seccomp: false)
-        let r = try w.run(["/bin/grep", "^Seccomp:", "/proc/self/status"])
+        // Without the simulation knob's own filter (a suite run playing an
+        // older kernel), which the child would inherit.
+        let r = try w.world.comfy(["run", "--", "/bin/grep", "^Seccomp:", "/proc/self/status"], environment: [Kernel.withoutSyscallsVariable: ""])
         #expect(r.stdoutText.contains("Seccomp:\t0"), "\(r.stdoutText)")
         #expect(r.stderrText.contains("seccomp is OFF"))
         let st = try w.world.comfy(["status"])
@@ -563,7 +601,11 @@ struct LauncherLaunchTests {
         except OSError as e:
             report(False, errno.errorcode[e.errno])
         """)
-        #expect(r.stdoutText.contains("BLOCKED"), "\(r.stdoutText) \(r.stderrText)")
+        if let said = notEnforcedLine(4, in: r.stderrText) {
+            #expect(said, "no NOT enforced line for the TCP rules: \(r.stderrText)")
+        } else {
+            #expect(r.stdoutText.contains("BLOCKED"), "\(r.stdoutText) \(r.stderrText)")
+        }
         #expect(!r.stderrText.contains("HF_HUB_OFFLINE"))
     }
 }
@@ -891,35 +933,119 @@ struct LauncherLandlockModeTests {
         #expect(report["failed"] as? Int == 0, "\(rows.filter { ($0["pass"] as? Bool) == false })")
     }
 
-    @Test("landlock: true refuses to start when the kernel cannot enforce it", .requiresRoot)
-    func enforceRefuses() throws {
-        let w = try world(true)
-        let r = try w.world.comfy(["run", "--", "/bin/true"], environment: ["COMFY_SANDBOX_LANDLOCK_ABI": "0"])
-        #expect(r.status == 1)
-        #expect(r.stderrText.contains("cannot enforce Landlock"), "\(r.stderrText)")
-    }
-
-    @Test("landlock: best-effort starts and says loudly what is not enforced", .requiresRoot)
-    func bestEffortSays() throws {
-        let w = try world("best-effort")
-        let none = try w.world.comfy(["run", "--", "/bin/true"], environment: ["COMFY_SANDBOX_LANDLOCK_ABI": "0"])
-        #expect(none.status == 0)
-        #expect(none.stderrText.contains("Landlock is NOT enforced"), "\(none.stderrText)")
-        // ABI 3: files enforced, TCP rules not (and said so); binding another port then works.
-        let old = try w.world.comfy(["run", "--", "/usr/bin/python3", "-c",
-                                     "import os, socket; socket.socket().bind(('127.0.0.1', \(w.port + 1 > 65535 ? 65534 : w.port + 1))); os.listdir('/run')"],
-                                    environment: ["COMFY_SANDBOX_LANDLOCK_ABI": "3"])
-        #expect(old.stderrText.contains("TCP bind/connect rules (ABI 4)"), "\(old.stderrText)")
-        // The root's /run is 0755 (anyone may list it): only Landlock refuses it.
-        #expect(old.stderrText.contains("PermissionError"), "files still enforced: \(old.stderrText)")
-    }
-
     @Test("landlock: false runs but warns every time", .requiresRoot)
     func offWarns() throws {
         let w = try world(false)
         let r = try w.world.comfy(["run", "--", "/bin/true"])
         #expect(r.status == 0)
         #expect(r.stderrText.contains("Landlock is OFF"))
+    }
+}
+
+/// launcher.landlock on this kernel and on each older ABI (simulated with
+/// COMFY_SANDBOX_LANDLOCK_ABI, which can only lower the real one, so on an
+/// old kernel the higher ones are that kernel): `true` starts only where
+/// every rule holds and otherwise refuses naming each missing rule and the
+/// kernel that has it; "best-effort" starts and names them on every start;
+/// status says the same; the install confinement follows the same rule.
+@Suite("launcher: Landlock on this kernel and on older ABIs", .serialized)
+struct LandlockOnThisKernelTests {
+    /// Every ABI up to this kernel's (higher ones would be this kernel again).
+    static let abis = Array(0...max(0, TestKernel.abi))
+
+    /// One world for the suite (it is serialized): each test sets the mode it needs.
+    static let shared: LauncherWorld = SharedLauncherWorld.make()
+
+    func world(_ mode: Any) throws -> LauncherWorld {
+        let w = Self.shared
+        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+        launcher["landlock"] = mode
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        return w
+    }
+
+    /// The ABI a run told to act as `abi` gets (never above this kernel's),
+    /// the variable that tells it so, and what that ABI lacks.
+    func expected(_ abi: Int) -> (abi: Int, env: [String: String], missing: [Landlock.Gap]) {
+        let effective = min(abi, TestKernel.abi)
+        let loopback = Landlock.NetPolicy(bindPorts: [1], connectPorts: [1])
+        return (effective, ["COMFY_SANDBOX_LANDLOCK_ABI": String(effective)], Landlock.gaps(abi: effective, net: loopback, scope: true).filter(\.weaker))
+    }
+
+    @Test("true: starts only when every rule holds, else refuses naming each missing one; status agrees", .requiresRoot, arguments: abis)
+    func enforce(_ abi: Int) throws {
+        let w = try world(true)
+        let (effective, env, missing) = expected(abi)
+        let r = try w.world.comfy(["run", "--", "/bin/true"], environment: env)
+        let st = try w.world.comfy(["status"], environment: env)
+        let line = st.stdoutText.split(separator: "\n").first { $0.contains("landlock:") }.map(String.init) ?? ""
+        if missing.isEmpty {
+            #expect(r.status == 0, "ABI \(effective): \(r.stderrText)")
+            #expect(!r.stderrText.contains("NOT"), "\(r.stderrText)")
+            #expect(!line.contains("NOT enforced"), "\(line)")
+        } else if effective == 0 {
+            #expect(r.status == 1 && r.stderrText.contains("cannot enforce Landlock (ABI 0)"), "\(r.stderrText)")
+            #expect(line.contains("launch will refuse to start"), "\(line)")
+        } else {
+            #expect(r.status == 1, "ABI \(effective) must refuse: \(r.stderrText)")
+            #expect(r.stderrText.contains("launcher.landlock is true"), "\(r.stderrText)")
+            for gap in missing { #expect(r.stderrText.contains(gap.description), "ABI \(effective): \(gap) not named: \(r.stderrText)") }
+            #expect(r.stderrText.contains("best-effort") && r.stderrText.contains("Linux \(Landlock.kernel(abi: missing.map(\.abi).max()!))"), "\(r.stderrText)")
+            for gap in missing { #expect(line.contains(gap.description), "status: \(line)") }
+            #expect(line.contains("launch refuses to start"), "\(line)")
+        }
+        // The install confinement follows the same rule.
+        let install = try w.world.comfy(["__internal", "install-probe", "--", "/bin/true"], environment: env)
+        #expect((install.status == 0) == missing.isEmpty, "install, ABI \(effective): \(install.stderrText)")
+        if !missing.isEmpty && effective > 0 { #expect(install.stderrText.contains("refusing to install"), "\(install.stderrText)") }
+    }
+
+    @Test("best-effort: starts, names every missing rule on each start, and still enforces files", .requiresRoot, arguments: abis)
+    func bestEffort(_ abi: Int) throws {
+        let w = try world("best-effort")
+        let (effective, env, missing) = expected(abi)
+        // The root's /run is 0755 (anyone may list it): only Landlock refuses it.
+        let r = try w.world.comfy(["run", "--", "/usr/bin/python3", "-c", "import os; os.listdir('/run')"], environment: env)
+        if effective == 0 {
+            #expect(r.status == 0 && r.stderrText.contains("Landlock is NOT enforced"), "\(r.stderrText)")
+            return
+        }
+        #expect(r.stderrText.contains("PermissionError"), "files are still enforced on ABI \(effective): \(r.stderrText)")
+        if missing.isEmpty {
+            #expect(!r.stderrText.contains("NOT fully enforced"), "\(r.stderrText)")
+        } else {
+            #expect(r.stderrText.contains("WARNING: Landlock NOT fully enforced"), "\(r.stderrText)")
+            for gap in missing { #expect(r.stderrText.contains(gap.description), "ABI \(effective): \(gap) not named: \(r.stderrText)") }
+            let st = try w.world.comfy(["status"], environment: env)
+            #expect(st.stdoutText.contains("launch starts without them"), "\(st.stdoutText)")
+        }
+        let install = try w.world.comfy(["__internal", "install-probe", "--", "/bin/true"], environment: env)
+        #expect(install.status == 0, "\(install.stderrText)")
+        #expect(install.stderrText.contains("NOT fully enforced") == !missing.isEmpty, "\(install.stderrText)")
+    }
+
+    @Test("check-sandbox on an older ABI: true refuses with the reason; best-effort lists each gap as NOT ENFORCED, fails nothing", .requiresRoot,
+          arguments: Set([2, 4].map { min($0, TestKernel.abi) }).sorted())
+    func checkSandboxOlder(_ abi: Int) throws {
+        let (effective, env, missing) = expected(abi)
+        let strict = try world(true)
+        let refused = try strict.world.comfy(["check-sandbox"], environment: env)
+        if missing.isEmpty {
+            #expect(refused.status == 0, "\(refused.stdoutText) \(refused.stderrText)")
+        } else {
+            #expect(refused.status == 1 && refused.stderrText.contains("launcher.landlock is true"), "\(refused.stderrText)")
+        }
+        let w = try world("best-effort")
+        let r = try w.world.comfy(["check-sandbox"], environment: env)
+        #expect(r.status == 0, "\(r.stdoutText) \(r.stderrText)")
+        #expect(r.stdoutText.contains("kernel: Linux \(Kernel.release), Landlock ABI \(effective)"), "\(r.stdoutText)")
+        for gap in missing { #expect(r.stdoutText.contains(gap.description), "\(gap) not in the head: \(r.stdoutText)") }
+        // Binding another port is the attack only a missing rule lets through
+        // (the PID namespace hides every process outside the session).
+        let rows = r.stdoutText.split(separator: "\n").filter { $0.contains("NOT ENFORCED") }
+        #expect(rows.count == (effective < 4 ? 1 : 0), "\(r.stdoutText)")
+        if effective < 4 { #expect(rows.contains { $0.contains("bind a port other than launcher.port") && $0.contains("Landlock ABI 4") }, "\(rows)") }
     }
 }
 

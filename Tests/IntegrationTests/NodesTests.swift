@@ -448,7 +448,9 @@ struct NodesTests {
         let w = try NodesWorld("nodes-comfyui")
         let first = try w.git.makeRepo("ComfyUI", files: ["main.py": "print('hi')\n"])
         var c = w.world.defaultConfig()
-        c["comfyui"] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3", "install_requirements": false]
+        // No extra requirements: the default (requests) would need PyPI.
+        c["comfyui"] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3", "install_requirements": false,
+                        "extra_requirements": [String]()]
         c["git"] = ["allowed_protocols": ["git"]]
         try w.world.writeConfig(c)
         let r = try w.comfy(["update-comfyui"])

@@ -148,14 +148,24 @@ struct ProvisionTests {
     @Test("a second provision waits for the state lock, then finds nothing to do")
     func serialised() throws {
         let w = try World.provisioned("prov-lock")
-        // Hold the lock from outside for 2 s; provision must wait and say so.
-        let holder = try World.sh("(flock '\(w.state)/lock' sleep 2 >/dev/null 2>&1 &) ; sleep 0.3")
-        #expect(holder.succeeded)
-        let start = Date()
-        let r = try w.comfy(World.provisionFoundation)
-        #expect(r.status == 0, "\(r.stderrText)")
-        #expect(r.stderrText.contains("waiting for another comfy-sandbox command"), "\(r.stderrText)")
-        #expect(Date().timeIntervalSince(start) > 1.2)
+        // Hold the lock from outside until provision says it waits, then a
+        // second longer; provision must not finish before the lock is let go.
+        // (No fixed sleeps: on a slow VM the binary may take seconds to start.)
+        let script = """
+            flock "$WORLD/state/lock" sh -c 'touch "$WORLD/held"; while [ ! -e "$WORLD/go" ]; do sleep 0.1; done' &
+            holder=$!
+            while [ ! -e "$WORLD/held" ]; do sleep 0.05; done
+            ( "$CS" provision --only accounts,tree 2>"$WORLD/err"; echo $? >"$WORLD/rc" ) &
+            for i in $(seq 1 1200); do grep -q waiting "$WORLD/err" 2>/dev/null && break; sleep 0.1; done
+            sleep 1
+            [ -e "$WORLD/rc" ] && echo "FINISHED WHILE LOCKED"
+            touch "$WORLD/go"; wait
+            cat "$WORLD/err"; echo "rc=$(cat "$WORLD/rc")"
+            """
+        let r = try w.run(["/bin/sh", "-c", script], environment: ["CS": World.binary, "COMFY_SANDBOX_CONFIG": w.configPath])
+        #expect(r.stdoutText.contains("rc=0"), "\(r.stdoutText) \(r.stderrText)")
+        #expect(r.stdoutText.contains("waiting for another comfy-sandbox command"), "\(r.stdoutText)")
+        #expect(!r.stdoutText.contains("FINISHED WHILE LOCKED"), "\(r.stdoutText)")
         // Two at once from scratch: both succeed, each change applied once.
         let w2 = try World.provisioned("prov-lock2", provision: false)
         let both = try w2.run(["/bin/sh", "-c", "\"$CS\" provision --only accounts,tree > \"$WORLD/a.out\" 2>&1 & \"$CS\" provision --only accounts,tree > \"$WORLD/b.out\" 2>&1; wait; cat \"$WORLD/a.out\" \"$WORLD/b.out\""],
@@ -204,7 +214,7 @@ struct ProvisionTests {
     func uninstallStopsLauncher() throws {
         let w = try World.provisioned("prov-uninstall-running", provision: false)
         var config = w.defaultConfig()
-        config["launcher"] = ["port": LauncherWorld.freePort(), "gpu": "none"] as [String: Any]
+        config["launcher"] = ["port": LauncherWorld.freePort(), "gpu": "none", "landlock": TestKernel.landlockMode] as [String: Any]
         try w.writeConfig(config)
         #expect(try w.comfy(World.provisionFoundation).status == 0)
         let comfy = "\(w.opt)/comfy-sandbox/ComfyUI"

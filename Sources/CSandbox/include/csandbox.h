@@ -56,9 +56,14 @@ int cs_cap_last_cap(void);
 int cs_openat2(int dirfd, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 /// fchmodat2(2) (Linux 6.6+); returns -1/ENOSYS on older kernels.
 int cs_fchmodat2(int dirfd, const char *path, mode_t mode, int flags);
-/// fchmodat(fd, "", AT_EMPTY_PATH) via fchmodat2 when present, else fchmod on an
-/// fd that is not O_PATH. `fd` must refer to the inode to change.
+/// Sets the mode of the inode `fd` holds, O_PATH fds included: fchmodat2(fd,
+/// "", AT_EMPTY_PATH) on Linux 6.6+, else chmod of /proc/self/fd/N (systemd's
+/// fchmod_opath; ENOENT there means /proc is not mounted). A symlink is
+/// refused (ELOOP) rather than followed.
 int cs_fchmod_fd(int fd, mode_t mode);
+/// 1 when the kernel has fchmodat2 (6.6+) / openat2 (5.6+), else 0.
+int cs_fchmodat2_available(void);
+int cs_openat2_available(void);
 int cs_close_range(unsigned int first, unsigned int last, unsigned int flags);
 /// pipe2(fds, O_CLOEXEC): glibc declares pipe2 only under _GNU_SOURCE.
 int cs_pipe_cloexec(int fds[2]);

@@ -6,6 +6,31 @@ extension SandboxCheck {
     /// The outer (root) side of check-sandbox: prepares the exact session
     /// `launch` would, plus the attack fixtures, runs the inside, and checks
     /// reachability from the host.
+    /// What this kernel gives the session, for the report's head: its
+    /// release, the Landlock ABI, and each rule the launcher makes that the
+    /// kernel cannot enforce.
+    public struct KernelReport: Codable, Sendable {
+        public var release: String
+        public var landlockABI: Int
+        public var openat2: Bool
+        public var fchmodat2: Bool
+        public var notEnforced: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case release, openat2, fchmodat2
+            case landlockABI = "landlock_abi"
+            case notEnforced = "not_enforced"
+        }
+    }
+
+    public static func kernelReport(_ config: Config) -> KernelReport {
+        let abi = Landlock.abi
+        let missing = config.launcher.landlock == .off ? ["Landlock is off (launcher.landlock = false)"]
+            : Landlock.gaps(abi: abi, net: Launcher.netPolicy(config), scope: true).filter(\.weaker).map(\.description)
+        return KernelReport(release: Kernel.release, landlockABI: abi, openat2: Kernel.hasOpenat2, fchmodat2: Kernel.hasFchmodat2,
+                            notEnforced: missing)
+    }
+
     public static func outside(_ config: Config) throws -> [Result] {
         let session = try Launcher.prepare(config, purpose: .check)
         defer { session.cleanup() }
@@ -18,8 +43,8 @@ extension SandboxCheck {
         // executable inside through one extra Landlock rule.
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
-        let fixtureDir = try FileTree.makeTempDirectory(in: config.stateDir, prefix: "check.", uid: 0, gid: 0)
-        chmod(fixtureDir, 0o755)
+        let (fixtureDir, fixtureFD) = try SafeFS.makeTemporaryDirectory(in: config.stateDir, prefix: "check.", mode: 0o755, uid: 0, gid: 0)
+        close(fixtureFD)
         defer { FileTree.removeTree(fixtureDir) }
         let setuidCopy = fixtureDir + "/id"
         var copied = false
@@ -68,6 +93,13 @@ extension SandboxCheck {
             }
         }
 
+        // A process of the sandbox user outside the sandbox's Landlock domain
+        // (same uid, nothing else): with signal scoping (ABI 6) the inside
+        // cannot signal it; without, it can, and the table says so.
+        let foreign = try SpawnSpec(path: "/bin/sleep", arguments: ["sleep", "60"], environment: [:], workingDirectory: "/",
+                                    stdin: -1, stdout: -1, stderr: -1, confinement: SandboxConfinement.basic(config)).spawn()
+        defer { kill(foreign, SIGKILL); _ = ChildExit.wait(foreign) }
+
         var writable: [String: String] = [:]
         for share in config.shares where share.access.writable && ["output", "workflows"].contains(share.name) {
             writable[share.name] = share.path
@@ -76,7 +108,8 @@ extension SandboxCheck {
                           port: UInt16(clamping: config.launcher.port), launcherPid: getpid(),
                           hostListenerPort: hostPort, setuidCopy: copied ? setuidCopy : nil, primaryHomeFile: secret,
                           modelsPath: config.shares.first { $0.name == "models" }?.path,
-                          writablePaths: writable, comfyPath: config.comfyui.path, tempDir: session.tempDir)
+                          writablePaths: writable, comfyPath: config.comfyui.path, tempDir: session.tempDir,
+                          landlockABI: config.launcher.landlock == .off ? nil : session.landlock?.abi ?? 0, foreignPid: foreign)
         // The constructed root's attacks: what is on the host for the inside
         // to (fail to) see: the host's process count, a process whose argv
         // holds a secret, a file in the host's /dev/shm.

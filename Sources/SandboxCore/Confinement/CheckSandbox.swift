@@ -36,6 +36,12 @@ public enum SandboxCheck {
         public var leftoverTag: String? = nil
         /// Device nodes of GPUs other instances use and this one does not.
         public var otherGPUNodes: [String]? = nil
+        /// The Landlock ABI the session got (nil: launcher.landlock is false):
+        /// an attack that works because this kernel lacks the rule is
+        /// reported as not enforced here, not as an escape.
+        public var landlockABI: Int? = nil
+        /// A process of the sandbox user outside the sandbox (signal scoping).
+        public var foreignPid: Int32? = nil
     }
 
     /// One row of the table.
@@ -44,12 +50,35 @@ public enum SandboxCheck {
         public var expected: String
         public var result: String
         public var pass: Bool
-        public init(_ attempt: String, expected: String, result: String, pass: Bool) {
+        /// Set when the attempt got through because this kernel lacks the
+        /// Landlock rule that stops it (launcher.landlock "best-effort"):
+        /// which rule, and the kernel that has it. Not counted as failed.
+        public var notEnforced: String?
+        public init(_ attempt: String, expected: String, result: String, pass: Bool, notEnforced: String? = nil) {
             self.attempt = attempt
             self.expected = expected
             self.result = result
             self.pass = pass
+            self.notEnforced = notEnforced
         }
+
+        enum CodingKeys: String, CodingKey {
+            case attempt, expected, result, pass
+            case notEnforced = "not_enforced"
+        }
+
+        /// PASS, FAIL, or NOT ENFORCED (the kernel lacks the rule).
+        public var verdict: String { pass ? "PASS" : notEnforced != nil ? "NOT ENFORCED" : "FAIL" }
+        public var failed: Bool { !pass && notEnforced == nil }
+    }
+
+    /// A blocked-expected result that got through: not enforced when the
+    /// kernel's Landlock ABI is below `abi`, else a plain failure.
+    static func needs(_ r: Result, abi: Int, feature: String, _ f: Facts) -> Result {
+        guard !r.pass, let have = f.landlockABI, have < abi else { return r }
+        var r = r
+        r.notEnforced = "\(feature): Landlock ABI \(abi), Linux \(Landlock.kernel(abi: abi))+; this kernel has ABI \(have)"
+        return r
     }
 
     // MARK: inside
@@ -231,6 +260,10 @@ public enum SandboxCheck {
         // SIGCONT: harmless even if it got through, and as good a probe as any.
         r.append(blocked("kill(1, SIGCONT) (a host process)") { let rc = kill(1, SIGCONT); return (Int(rc), errno) })
         r.append(blocked("kill(launcher, SIGCONT)") { let rc = kill(f.launcherPid, SIGCONT); return (Int(rc), errno) })
+        if let pid = f.foreignPid {
+            r.append(needs(blocked("kill(a sandbox-user process outside the sandbox, SIGCONT)") { let rc = kill(pid, SIGCONT); return (Int(rc), errno) },
+                           abi: 6, feature: "signal scoping", f))
+        }
 
         // Network
         if loopbackOnly, let port = f.hostListenerPort {
@@ -251,9 +284,9 @@ public enum SandboxCheck {
                 return (n > 0 ? n : -1, n > 0 ? 0 : ECONNREFUSED)
             })
         }
-        r.append(blocked("bind a port other than launcher.port") {
+        r.append(needs(blocked("bind a port other than launcher.port") {
             tcp(loopbackOnly ? "127.0.0.1" : f.listen, f.port == 65535 ? 65534 : f.port + 1, bindOnly: true)
-        })
+        }, abi: 4, feature: "TCP bind/connect rules", f))
 
         r += rootAttacks(f)
 

@@ -91,14 +91,78 @@ public enum Landlock {
         }
     }
 
+    /// The first Linux release with each Landlock ABI.
+    public static func kernel(abi: Int) -> String {
+        switch abi {
+        case ...1: "5.13"
+        case 2: "5.19"
+        case 3: "6.2"
+        case 4: "6.7"
+        case 5: "6.10"
+        case 6: "6.12"
+        default: "6.15"
+        }
+    }
+
+    /// Something the rules ask for that an older ABI does not have.
+    public struct Gap: Sendable, Equatable, CustomStringConvertible {
+        public var feature: String
+        /// The ABI that brings it.
+        public var abi: Int
+        /// true: without it less is enforced. false: without it Landlock is
+        /// stricter instead (ABI 1 refuses every rename or link across
+        /// directories), which breaks things but weakens nothing.
+        public var weaker: Bool
+        /// What its absence means, when the name does not say it.
+        public var detail: String? = nil
+        public var description: String {
+            "\(feature) (ABI \(abi), Linux \(Landlock.kernel(abi: abi))+)" + (detail.map { ": \($0)" } ?? "")
+        }
+    }
+
+    /// What rules of this shape lack on a kernel with Landlock ABI `abi`.
+    public static func gaps(abi: Int, net: NetPolicy?, scope: Bool) -> [Gap] {
+        guard abi > 0 else { return [Gap(feature: "Landlock", abi: 1, weaker: true, detail: "no file, port or scope rule at all")] }
+        var gaps: [Gap] = []
+        if abi < 2 { gaps.append(Gap(feature: "REFER", abi: 2, weaker: false, detail: "renaming or linking across directories is refused altogether instead")) }
+        if abi < 3 { gaps.append(Gap(feature: "TRUNCATE", abi: 3, weaker: true)) }
+        if abi < 4, net != nil { gaps.append(Gap(feature: "TCP bind/connect rules", abi: 4, weaker: true)) }
+        if abi < 5 { gaps.append(Gap(feature: "IOCTL_DEV", abi: 5, weaker: true)) }
+        if abi < 6, scope { gaps.append(Gap(feature: "abstract-socket and signal scoping", abi: 6, weaker: true)) }
+        return gaps
+    }
+
     /// What a built ruleset does, and what it could not do on this kernel.
     public struct Summary: Sendable {
         public var abi: Int
         public var added: [PathRule] = []
         public var skipped: [String] = []
-        public var notEnforced: [String] = []
+        public var gaps: [Gap] = []
+        /// The gaps that leave something unenforced, for messages.
+        public var notEnforced: [String] { gaps.filter(\.weaker).map(\.description) }
         public var net: NetPolicy?
         public var scoped: Bool = false
+    }
+
+    /// What `launcher.landlock` makes of a built ruleset: with `true`
+    /// (`.enforce`) every rule must hold, so a kernel that lacks one is a
+    /// refusal naming each missing piece and the kernel that has it; with
+    /// `"best-effort"` the same list comes back as WARNING lines, printed at
+    /// every start. Nothing is ever silently weaker.
+    public static func enforcementNotes(_ summary: Summary, mode: Config.LandlockMode, what: String) throws -> [String] {
+        let missing = summary.notEnforced
+        var notes = summary.gaps.filter { !$0.weaker }.map { "note: Landlock ABI \(summary.abi): \($0)" }
+        guard !missing.isEmpty, mode != .off else { return notes }
+        let kernelText = "this kernel (Linux \(Kernel.release), Landlock ABI \(summary.abi))"
+        if mode == .enforce {
+            let needed = summary.gaps.filter(\.weaker).map(\.abi).max() ?? 1
+            throw SandboxError.failure("\(what): \(kernelText) cannot enforce every Landlock rule, and launcher.landlock is true. Not enforced here: "
+                                       + missing.joined(separator: "; "),
+                                       hint: "set launcher.landlock to \"best-effort\" to run with what this kernel enforces (the rest is named at every start), "
+                                           + "or boot Linux \(kernel(abi: needed)) or later")
+        }
+        notes.append("WARNING: Landlock NOT fully enforced on \(kernelText), launcher.landlock = \"best-effort\": " + missing.joined(separator: "; "))
+        return notes
     }
 
     /// Builds a ruleset fd for `rules` and `net`. Throws when a required path
@@ -107,33 +171,20 @@ public enum Landlock {
     public static func ruleset(_ rules: [PathRule], net: NetPolicy?, scope: Bool = true,
                                abi: Int = Landlock.abi) throws -> (OwnedFD?, Summary) {
         var summary = Summary(abi: abi)
-        guard abi > 0 else {
-            summary.notEnforced = ["filesystem rules", "TCP bind/connect rules", "abstract-socket and signal scoping"]
-            return (nil, summary)
-        }
+        summary.gaps = gaps(abi: abi, net: net, scope: scope)
+        guard abi > 0 else { return (nil, summary) }
         let handled = FS.handled(abi: abi)
-        if abi < 2 { summary.notEnforced.append("REFER (moving files between directories; ABI 2)") }
-        if abi < 3 { summary.notEnforced.append("TRUNCATE (ABI 3)") }
-        if abi < 5 { summary.notEnforced.append("IOCTL_DEV (device ioctls; ABI 5)") }
 
         var handledNet: UInt64 = 0
-        if let net {
-            if abi >= 4 {
-                if net.bindPorts != nil { handledNet |= netBindTCP }
-                if net.connectPorts != nil { handledNet |= netConnectTCP }
-                summary.net = net
-            } else {
-                summary.notEnforced.append("TCP bind/connect rules (ABI 4)")
-            }
+        if let net, abi >= 4 {
+            if net.bindPorts != nil { handledNet |= netBindTCP }
+            if net.connectPorts != nil { handledNet |= netConnectTCP }
+            summary.net = net
         }
         var scoped: UInt64 = 0
-        if scope {
-            if abi >= 6 {
-                scoped = scopeAbstractUnixSocket | scopeSignal
-                summary.scoped = true
-            } else {
-                summary.notEnforced.append("abstract-socket and signal scoping (ABI 6)")
-            }
+        if scope && abi >= 6 {
+            scoped = scopeAbstractUnixSocket | scopeSignal
+            summary.scoped = true
         }
 
         let fd = cs_landlock_create_ruleset(handled.rawValue, handledNet, scoped)

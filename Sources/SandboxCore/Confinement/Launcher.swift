@@ -230,12 +230,11 @@ public enum Launcher {
                                                hint: "boot with lsm=...,landlock, or set launcher.landlock to \"best-effort\" to start without it")
                 }
                 notes.append("WARNING: Landlock is NOT enforced (kernel ABI 0, launcher.landlock = \"best-effort\"): no filesystem or port rules")
-            } else if !s.notEnforced.isEmpty {
-                let msg = "Landlock ABI \(s.abi): not enforced on this kernel: " + s.notEnforced.joined(separator: "; ")
-                if config.launcher.landlock == .enforce && s.abi < 1 {
-                    throw SandboxError.failure(msg)
+            } else {
+                do { notes += try Landlock.enforcementNotes(s, mode: config.launcher.landlock, what: "refusing to start") } catch {
+                    FileTree.removeTree(temp)
+                    throw error
                 }
-                notes.append("WARNING: " + msg)
             }
             confinement.landlockRuleset = ruleset
         } else {
@@ -600,14 +599,11 @@ enum FileTree {
         let fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.failure("\(path) is not a directory (or is a symlink): \(Errno.current)") }
         defer { close(fd) }
-        if made {
-            guard fchown(fd, uid, gid) == 0, fchmod(fd, mode) == 0 else {
-                throw SandboxError.failure("cannot set the owner of \(path): \(Errno.current)")
-            }
-        }
+        if made { try SafeFS.setOwnerAndMode(fd, uid: uid, gid: gid, mode: mode, display: path) }
     }
 
-    /// mkdtemp under `dir`, then chown/chmod through the fd.
+    /// A fresh directory under `dir`, made and handed over by descriptor
+    /// (`SafeFS.makeTemporaryDirectory`: never mkdtemp and a reopened path).
     static func makeTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> String {
         let (path, fd) = try makeOpenTempDirectory(in: dir, prefix: prefix, uid: uid, gid: gid)
         close(fd)
@@ -617,20 +613,11 @@ enum FileTree {
     /// `makeTempDirectory`, keeping the directory open: the fd it was handed
     /// over through.
     private static func makeOpenTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> (String, Int32) {
-        var template = Array("\(dir)/\(prefix)XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else {
-            throw SandboxError.failure("cannot create the RAM temp in \(dir): \(Errno.current)",
-                                       hint: "set launcher.ram_temp to false to use a directory in the sandbox home")
+        do {
+            return try SafeFS.makeTemporaryDirectory(in: dir, prefix: prefix, mode: 0o700, uid: uid, gid: gid)
+        } catch let error as SandboxError {
+            throw SandboxError.failure(error.message, hint: "set launcher.ram_temp to false to use a directory in the sandbox home")
         }
-        let path = String(cString: p)
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw SandboxError.failure("cannot open \(path): \(Errno.current)") }
-        guard fchown(fd, uid, gid) == 0, fchmod(fd, 0o700) == 0 else {
-            let e = Errno.current
-            close(fd)
-            throw SandboxError.failure("cannot hand \(path) to the sandbox user: \(e)")
-        }
-        return (path, fd)
     }
 
     /// `makeTempDirectory`, plus an flock on the directory held through the

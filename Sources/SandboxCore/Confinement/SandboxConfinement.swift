@@ -45,7 +45,8 @@ public enum SandboxConfinement {
     /// tools run from a staging temp); the rest of the file system is what
     /// ComfyUI itself may read. The network is the host's (pip downloads),
     /// and Landlock leaves TCP unhandled. Landlock follows launcher.landlock
-    /// (ABI 0 with `true` refuses, as for the launcher); seccomp follows
+    /// as for the launcher (`true` refuses on a kernel that lacks a rule it
+    /// makes, `"best-effort"` prints what is missing); seccomp follows
     /// launcher.seccomp.
     public static func forInstall(_ config: Config, writable: [String], readable: [String] = []) throws -> Confinement {
         var c = try basic(config)
@@ -58,11 +59,11 @@ public enum SandboxConfinement {
             for path in writable { rules.append(Landlock.PathRule(path, Landlock.FS.readWrite.union(.execute))) }
             for path in readable { rules.append(Landlock.PathRule(path, Landlock.FS.read)) }
             let (ruleset, summary) = try Landlock.ruleset(rules, net: nil)
-            if ruleset == nil && config.launcher.landlock == .enforce {
-                throw SandboxError.failure("this kernel cannot enforce Landlock (ABI 0) and launcher.landlock is true",
-                                           hint: "set launcher.landlock to \"best-effort\" to install without it")
+            // launcher.landlock as for the launcher: true refuses on a kernel
+            // that lacks a rule, "best-effort" says what is missing.
+            for note in try Landlock.enforcementNotes(summary, mode: config.launcher.landlock, what: "refusing to install") {
+                printError("comfy-sandbox: install confinement: \(note)")
             }
-            _ = summary
             c.landlockRuleset = ruleset
         }
         if config.launcher.seccomp { c.seccompProgram = try Seccomp.program() }

@@ -35,8 +35,7 @@ public struct Repository: Sendable {
     public static func initialize(at path: String, git: GitRunner) throws -> Repository {
         let g = path + "/.git"
         for d in [g, g + "/objects", g + "/objects/info", g + "/objects/pack", g + "/refs", g + "/refs/heads", g + "/refs/tags"] {
-            guard mkdir(d, 0o755) == 0 else { throw SandboxError.failure("cannot create \(d): \(Errno.current)") }
-            _ = chmod(d, 0o755)
+            try SafeFS.makeDirectory(d, mode: 0o755)
         }
         try AtomicFile.write(Data("ref: refs/heads/main\n".utf8), to: g + "/HEAD", mode: 0o644, owner: (0, 0), durable: false)
         let config = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n"

@@ -42,6 +42,7 @@ public enum HFCache {
         let repoFD = cs_openat2(cacheFD, repoName, UInt64(CS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0, beneath | CS_RESOLVE_NO_SYMLINKS)
         guard repoFD >= 0 else {
             let e = Errno.current
+            if e.rawValue == ENOSYS { throw Kernel.openat2Missing("\(key): cannot open \(repoDir)") }
             if e == .noEntry {
                 throw SandboxError.failure("\(key): repo \(link.repo) is not in the Hugging Face cache (no \(repoDir))",
                                            hint: "download it first: huggingface-cli download \(link.repo) \(link.file)")

@@ -163,7 +163,7 @@ public struct ModelLinksPlanner: Planner {
     static func fixBlobMode(_ fd: Int32, resolved: HFCache.Resolved) throws {
         guard resolved.mode & 0o7777 != 0o644 else { return }
         guard cs_fchmod_fd(fd, 0o644) == 0 else {
-            throw SandboxError.failure("\(resolved.key): cannot set mode 0644 on \(resolved.blobPath): \(Errno.current)")
+            throw SandboxError.failure("\(resolved.key): cannot set mode 0644 on \(resolved.blobPath): \(SafeFS.modeErrorText(errno))")
         }
     }
 
@@ -197,10 +197,9 @@ public struct ModelLinksPlanner: Planner {
             if created {
                 // Made 0700 and only then opened to hand over: nobody else can
                 // get in between mkdir and these calls.
-                guard fchown(fd, uid, gid) == 0, fchmod(fd, 0o2755) == 0 else {
-                    let e = Errno.current
+                do { try SafeFS.setOwnerAndMode(fd, uid: uid, gid: gid, mode: 0o2755, display: path) } catch {
                     close(fd)
-                    throw SandboxError.failure("\(key): cannot set owner/mode of \(path): \(e)")
+                    throw SandboxError.failure("\(key): \(error)")
                 }
             }
         }

@@ -174,7 +174,7 @@ public struct Checkout: Sendable {
             try applyPermissions()
         } else if (st.st_mode & 0o1000) != 0 {
             try TreeOwnership.apply(.sealed, to: spec.dir, skipTop: [".git"])
-            _ = chmod(spec.dir, 0o755)
+            try SafeFS.setMode(spec.dir, 0o755)
         }
     }
 
@@ -313,10 +313,9 @@ public struct Checkout: Sendable {
             work = spec.dir      // ComfyUI's path exists (custom_nodes made first) but has no .git yet
             try GitRunner.requireRootOwnedDirectory(work)
         } else {
-            var template = Array("\(parent)/.\(spec.name).cs-new-XXXXXX".utf8CString)
-            guard let p = mkdtemp(&template) else { throw SandboxError.failure("cannot create a directory in \(parent): \(Errno.current)") }
-            work = String(cString: p)
-            _ = chmod(work, 0o755)
+            let (made, fd) = try SafeFS.makeTemporaryDirectory(in: parent, prefix: ".\(spec.name).cs-new-", mode: 0o755)
+            close(fd)
+            work = made
         }
         var renamed = false
         defer { if !renamed && work != spec.dir { _ = try? FileManager.default.removeItem(atPath: work) } }
@@ -382,11 +381,11 @@ public struct Checkout: Sendable {
         if let g = spec.writableGroup {
             let rule = TreeOwnership.Rule(uid: 0, gid: g, dirKeep: 0o775, dirAdd: 0o2775, fileKeep: 0o775, fileAdd: 0o664)
             try TreeOwnership.apply(rule, to: d, skipTop: [".git"])
-            _ = chmod(d, 0o3775)
+            try SafeFS.setMode(d, 0o3775)
         } else if dir != nil {
             // A fresh checkout as root with umask 022 is already root-owned and
             // read-only to others; nothing to walk.
-            _ = chmod(d, 0o755)
+            try SafeFS.setMode(d, 0o755)
         }
     }
 

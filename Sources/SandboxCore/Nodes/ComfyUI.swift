@@ -23,7 +23,9 @@ public struct ComfyUIInstall: Sendable {
         let o = checkout.update(pull: pull)
         if o.kind != .failed {
             // ComfyUI must never be writable by the sandbox, whatever the tree says.
-            _ = chmod(config.comfyui.path, 0o755)
+            do { try SafeFS.setMode(config.comfyui.path, 0o755) } catch {
+                return Outcome(name: "ComfyUI", kind: .failed, sha: o.sha, message: "\(error)")
+            }
         }
         return o
     }

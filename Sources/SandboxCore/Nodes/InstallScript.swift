@@ -100,11 +100,9 @@ public enum InstallScript {
         if let old = load(config, node) { try removeAdded(old.added, from: dir) }
 
         let parent = Paths.deletingLastComponent(env.venv)
-        var template = Array("\(parent)/.cs-script-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { throw SandboxError.failure("cannot create a staging directory in \(parent): \(Errno.current)") }
-        let staging = String(cString: p)
+        let (staging, stagingFD) = try SafeFS.makeTemporaryDirectory(in: parent, prefix: ".cs-script-", mode: 0o755)
+        close(stagingFD)
         defer { try? removeTree(staging) }
-        _ = chmod(staging, 0o755)
         let nodes = staging + "/custom_nodes"
         let copy = nodes + "/" + node.name
         guard mkdir(nodes, 0o755) == 0 else { throw SandboxError.failure("cannot create \(nodes): \(Errno.current)") }
@@ -117,7 +115,7 @@ public enum InstallScript {
         if !refused.isEmpty { throw SandboxError.failure("\(dir) holds entries that cannot be handed over: \(refused.map(\.path).prefix(3).joined(separator: ", "))") }
         for sub in ["home", "tmp", "models"] {
             let d = staging + "/" + sub
-            guard mkdir(d, 0o700) == 0, chown(d, id.user.uid, id.user.gid) == 0 else { throw SandboxError.failure("cannot prepare \(d): \(Errno.current)") }
+            try SafeFS.makeDirectory(d, mode: 0o700, uid: id.user.uid, gid: id.user.gid)
         }
 
         var environment = NodeEnvironment.variables(config, node)

@@ -47,10 +47,7 @@ public struct NodeManager: Sendable {
                                        hint: "run `comfy-sandbox provision` or `comfy-sandbox update-comfyui` first")
         }
         if lstat(config.customNodesDir, &st) != 0 {
-            guard mkdir(config.customNodesDir, 0o755) == 0 || errno == EEXIST else {
-                throw SandboxError.failure("cannot create \(config.customNodesDir): \(Errno.current)")
-            }
-            _ = chmod(config.customNodesDir, 0o755)
+            try SafeFS.makeDirectory(config.customNodesDir, mode: 0o755, existingOK: true)
         }
         try GitRunner.requireRootOwnedDirectory(config.customNodesDir)
         try StateDirectory.ensure(config.nodesStateDir)

@@ -164,11 +164,10 @@ extension PythonEnv {
             guard SafeFS.isDirectory(st), st.st_uid == 0 else {
                 throw SandboxError.failure("\(path) is not a directory root owns", hint: "move it away; comfy-sandbox makes it")
             }
-            if st.st_mode & 0o7777 != mode { _ = chmod(path, mode) }
+            if st.st_mode & 0o7777 != mode { try SafeFS.setMode(path, mode) }
             return
         }
-        guard mkdir(path, mode) == 0 || errno == EEXIST else { throw SandboxError.failure("cannot create \(path): \(Errno.current)") }
-        _ = chmod(path, mode)
+        if try !SafeFS.makeDirectory(path, mode: mode, existingOK: true) { try SafeFS.setMode(path, mode) }
     }
 }
 
@@ -190,15 +189,11 @@ struct Staging {
     let path: String
 
     init(parent: String, owner: uid_t, group: gid_t) throws {
-        var template = Array("\(parent)/.cs-staging-XXXXXX".utf8CString)
-        guard let p = mkdtemp(&template) else { throw SandboxError.failure("cannot create a staging directory in \(parent): \(Errno.current)") }
-        path = String(cString: p)
-        _ = chmod(path, 0o755)
+        let (made, fd) = try SafeFS.makeTemporaryDirectory(in: parent, prefix: ".cs-staging-", mode: 0o755)
+        close(fd)
+        path = made
         for sub in ["home", "tmp"] {
-            let d = path + "/" + sub
-            guard mkdir(d, 0o700) == 0, chown(d, owner, group) == 0 else {
-                throw SandboxError.failure("cannot prepare \(d): \(Errno.current)")
-            }
+            try SafeFS.makeDirectory(path + "/" + sub, mode: 0o700, uid: owner, gid: group)
         }
     }
 
@@ -219,7 +214,7 @@ struct Staging {
     func emptySite(owner: uid_t, group: gid_t) throws {
         let d = path + "/site"
         guard SafeFS.lstat(d) == nil else { return }
-        guard mkdir(d, 0o700) == 0, chown(d, owner, group) == 0 else { throw SandboxError.failure("cannot prepare \(d): \(Errno.current)") }
+        try SafeFS.makeDirectory(d, mode: 0o700, uid: owner, gid: group)
     }
 }
 
@@ -238,7 +233,7 @@ final class CacheLoan {
             let lend = TreeOwnership.Rule(uid: owner, gid: group, dirKeep: 0o755, dirAdd: 0o700, fileKeep: 0o755, fileAdd: 0o600)
             try TreeOwnership.apply(lend, to: lent)
         } else {
-            guard mkdir(lent, 0o700) == 0, chown(lent, owner, group) == 0 else { throw SandboxError.failure("cannot prepare \(lent): \(Errno.current)") }
+            try SafeFS.makeDirectory(lent, mode: 0o700, uid: owner, gid: group)
         }
     }
 
@@ -247,7 +242,7 @@ final class CacheLoan {
         defer { progress?("requirements: gave the cache back in \(Format.fixed(Date().timeIntervalSince(start), 1)) s") }
         do {
             try TreeOwnership.apply(.sealed, to: lent)
-            _ = chmod(lent, 0o755)
+            try SafeFS.setMode(lent, 0o755)
             guard rename(lent, home) == 0 else { throw SandboxError.failure("cannot move the installer cache back to \(home): \(Errno.current)") }
         } catch {
             progress?("note: the installer cache was dropped (\(error)); the next install downloads afresh")

@@ -62,9 +62,6 @@ public enum TreeOwnership {
     static func fix(_ fd: Int32, isDir: Bool, _ rule: Rule, display: String) throws {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw SandboxError.failure("cannot stat \(display): \(Errno.current)") }
-        if st.st_uid != rule.uid || st.st_gid != rule.gid {
-            guard fchown(fd, rule.uid, rule.gid) == 0 else { throw SandboxError.failure("cannot chown \(display): \(Errno.current)") }
-        }
         let cur = st.st_mode & 0o7777
         var want: mode_t
         if isDir {
@@ -75,13 +72,10 @@ public enum TreeOwnership {
         }
         // chown clears setuid/setgid on files; never keep them on files anyway.
         if !isDir { want &= ~mode_t(0o6000) }
-        // A file whose owner changed is chmodded again (chown may have
-        // cleared bits); one already right costs nothing more: a sealed set
-        // of 100,000 files is walked on every install.
-        let chowned = st.st_uid != rule.uid || st.st_gid != rule.gid
-        if want != cur || (!isDir && chowned) {
-            guard fchmod(fd, want) == 0 else { throw SandboxError.failure("cannot chmod \(display): \(Errno.current)") }
-        }
+        // Mode lowered first, then the owner, then the mode (SafeFS.setOwnerAndMode);
+        // one already right costs nothing more: a sealed set of 100,000
+        // files is walked on every install.
+        try SafeFS.setOwnerAndMode(fd, st: st, uid: rule.uid, gid: rule.gid, mode: want, display: display)
     }
 
     static func walk(_ dfd: Int32, display: String, _ rule: Rule, skipTop: Set<String>, depth: Int, _ skipped: inout [Skipped]) throws {

@@ -17,8 +17,7 @@ public struct Journal: Sendable {
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) == 0, st.st_uid != 0 || st.st_mode & 0o7777 != 0o644 {
-            _ = fchown(fd, 0, 0)
-            _ = fchmod(fd, 0o644)
+            try? SafeFS.setOwnerAndMode(fd, uid: 0, gid: 0, mode: 0o644, display: path)
         }
         // One write(2) per line: O_APPEND makes it atomic with respect to other appenders.
         let text = "\(Timestamp.now()) \(command) \(line.replacingScalar("\n", with: "\\n"))\n"

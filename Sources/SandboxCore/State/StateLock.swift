@@ -74,8 +74,7 @@ public enum StateDirectory {
             }
             if st.st_uid != 0 || (st.st_mode & 0o022) != 0 {
                 if geteuid() == 0 {
-                    _ = chown(dir, 0, 0)
-                    _ = chmod(dir, 0o755)
+                    try SafeFS.setOwnerAndMode(dir, uid: 0, gid: 0, mode: 0o755)
                 }
             }
             return
@@ -86,6 +85,6 @@ public enum StateDirectory {
         } catch {
             throw SandboxError.failure("cannot create state_dir \(dir): \(fileErrorText(error))", hint: "run as root")
         }
-        _ = chmod(dir, 0o755)
+        try SafeFS.setMode(dir, 0o755)
     }
 }

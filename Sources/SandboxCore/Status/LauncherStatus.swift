@@ -8,6 +8,7 @@ public enum LauncherStatus {
         let s = "launcher"
         let l = config.launcher
         var items: [StatusItem] = []
+        items.append(StatusItem(s, "kernel", Kernel.summary(), ok: Kernel.hasOpenat2))
         items.append(StatusItem(s, "capabilities", "all dropped (bounding, permitted, effective, inheritable, ambient), no_new_privs, securebits locked"))
         items.append(StatusItem(s, "seccomp", l.seccomp ? "on: \(Seccomp.refused.count) calls refused, clone(CLONE_NEW*), TIOCSTI/TIOCLINUX, socket families, personality flags; x32/i386 killed"
                                                         : "OFF (launcher.seccomp = false)", ok: l.seccomp))
@@ -24,9 +25,23 @@ public enum LauncherStatus {
                                                        : "NOT enforced: kernel has no Landlock (launcher.landlock = \"best-effort\")"
                 landlockOK = false
             } else {
-                var parts = ["ABI \(abi)", "files: system r-x, /etc r, Python+venv r-x, ComfyUI r-x, shares per access, home+RAM temp+/dev/shm rw, GPU nodes rw+ioctl"]
-                parts.append(abi >= 4 ? "TCP bind only :\(l.port)" + (l.network == .loopbackOnly ? ", connect only :\(l.port)" : "") : "no TCP rules (ABI < 4)")
-                parts.append(abi >= 6 ? "abstract sockets and signals scoped" : "no scoping (ABI < 6)")
+                // Exactly what the launcher gets on this kernel, then what it lacks.
+                var parts = ["ABI \(abi) (Linux \(Kernel.release))",
+                             "enforced: files (system r-x, /etc r, Python+venv r-x, ComfyUI r-x, shares per access, home+RAM temp+/dev/shm rw, no exec where writable)"]
+                if abi >= 2 { parts.append("REFER") }
+                if abi >= 3 { parts.append("TRUNCATE") }
+                if abi >= 4 { parts.append("TCP bind only :\(l.port)" + (l.network == .loopbackOnly ? ", connect only :\(l.port)" : "")) }
+                if abi >= 5 { parts.append("device ioctls only on GPU nodes and the terminal") }
+                if abi >= 6 { parts.append("abstract sockets and signals scoped") }
+                let gaps = Landlock.gaps(abi: abi, net: Launcher.netPolicy(config), scope: true)
+                let missing = gaps.filter(\.weaker).map(\.description)
+                if !missing.isEmpty {
+                    parts.append("NOT enforced on this kernel: " + missing.joined(separator: ", "))
+                    parts.append(l.landlock == .enforce ? "launch refuses to start (launcher.landlock = true; \"best-effort\" starts without them)"
+                                                        : "launch starts without them (launcher.landlock = \"best-effort\")")
+                    landlockOK = false
+                }
+                parts += gaps.filter { !$0.weaker }.map { "limit: \($0)" }
                 landlockValue = parts.joined(separator: "; ")
             }
         }

@@ -22,8 +22,9 @@ import Synchronization
 ///   sandbox from making one to a file it cannot write, this stops the rest);
 ///   an entry on another device (a mount point) is skipped and never entered.
 /// - Files lose setuid/setgid; changes go through fchownat(fd, "",
-///   AT_EMPTY_PATH), fchmodat2(fd, "", SafeFS.AT_EMPTY_PATH) and acl_set_file on
-///   /proc/self/fd/N.
+///   AT_EMPTY_PATH), fchmodat2(fd, "", AT_EMPTY_PATH) (before Linux 6.6:
+///   chmod of /proc/self/fd/N, as systemd's fchmod_opath) and acl_set_file on
+///   /proc/self/fd/N. When the group changes, the mode is lowered first.
 ///
 /// Depth: the walk is iterative with an explicit stack, so a 5,000-deep tree
 /// costs heap, not call stack. At most `maxOpen` directory fds are open: when
@@ -282,6 +283,7 @@ public struct PermissionFixer: Sendable {
             case EXDEV: "is on another file system (a mount point); not entered"
             case ENOENT: "disappeared while the walk ran"
             case ENOTDIR: "is no longer a directory; left alone"
+            case ENOSYS: "cannot be opened safely: this kernel has no openat2 (Linux \(Kernel.openat2Since)+); left alone"
             default: "cannot be opened safely (\(Errno(e))); left alone"
             }
         }
@@ -345,17 +347,30 @@ public struct PermissionFixer: Sendable {
                 return
             }
             var changed = false
+            let current = st.st_mode & 0o7777
+            var mode = current
             if st.st_gid != fixer.gid {
-                if fchownat(fd, "", uid_t.max, fixer.gid, SafeFS.AT_EMPTY_PATH) == 0 { report.groupChanged += 1; changed = true }
-                else { skip(path(k), "cannot change its group (\(Errno.current))"); return }
+                // The mode goes down first (to what both modes allow), then the
+                // group changes: the shared group never holds, even for a moment,
+                // what the old mode gave the old group.
+                let lowered = current & fixer.dirMode & ~mode_t(0o6000)
+                if lowered != current {
+                    guard cs_fchmod_fd(fd, lowered) == 0 else { skip(path(k), "cannot change its mode (\(SafeFS.modeErrorText(errno)))"); return }
+                    mode = lowered
+                }
+                guard fchownat(fd, "", uid_t.max, fixer.gid, SafeFS.AT_EMPTY_PATH) == 0 else {
+                    skip(path(k), "cannot change its group (\(Errno.current))")
+                    return
+                }
+                report.groupChanged += 1
+                changed = true
             }
-            // chown may have changed the mode bits; compare with what we want anyway.
-            if st.st_mode & 0o7777 != fixer.dirMode || changed {
-                if st.st_mode & 0o7777 != fixer.dirMode {
-                    if cs_fchmod_fd(fd, fixer.dirMode) == 0 { report.modeChanged += 1; changed = true }
-                    else { skip(path(k), "cannot change its mode (\(Errno.current))") }
-                } else if let now = SafeFS.fstat(fd), now.st_mode & 0o7777 != fixer.dirMode {
-                    _ = cs_fchmod_fd(fd, fixer.dirMode)
+            if mode != fixer.dirMode {
+                if cs_fchmod_fd(fd, fixer.dirMode) == 0 {
+                    if current != fixer.dirMode { report.modeChanged += 1 }
+                    changed = true
+                } else {
+                    skip(path(k), "cannot change its mode (\(SafeFS.modeErrorText(errno)))")
                 }
             }
             if fixer.writable {
@@ -400,7 +415,20 @@ public struct PermissionFixer: Sendable {
                 handBack(fd: fd, st: now, from: from, directory: false, display: display)
                 return
             }
+            let current = now.st_mode & 0o7777
+            var mode = current
             if now.st_gid != fixer.gid {
+                // Mode down first, then the group (see fixDirectory): a 0660
+                // file moved into a read-only share is never the sandbox's to
+                // write, not even between the two calls.
+                let lowered = current & want & ~mode_t(0o6000)
+                if lowered != current {
+                    guard cs_fchmod_fd(fd, lowered) == 0 else {
+                        skip(path(k, name), "cannot change its mode (\(SafeFS.modeErrorText(errno)))")
+                        return
+                    }
+                    mode = lowered
+                }
                 guard fchownat(fd, "", uid_t.max, fixer.gid, SafeFS.AT_EMPTY_PATH) == 0 else {
                     skip(path(k, name), "cannot change its group (\(Errno.current))")
                     return
@@ -408,15 +436,15 @@ public struct PermissionFixer: Sendable {
                 report.groupChanged += 1
             }
             if now.st_mode & 0o6000 != 0 { report.setidCleared += 1 }
-            // chown only ever clears setuid/setgid, which `want` never has, so
-            // the mode needs setting exactly when it differed before.
-            if now.st_mode & 0o7777 != want {
+            // chown only ever clears setuid/setgid, which neither `lowered`
+            // nor `want` has: `mode` is what the file has now.
+            if mode != want {
                 guard cs_fchmod_fd(fd, want) == 0 else {
-                    skip(path(k, name), "cannot change its mode (\(Errno.current))")
+                    skip(path(k, name), "cannot change its mode (\(SafeFS.modeErrorText(errno)))")
                     return
                 }
-                report.modeChanged += 1
             }
+            if current != want { report.modeChanged += 1 }
             report.changed += 1
         }
 

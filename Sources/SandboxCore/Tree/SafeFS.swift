@@ -108,6 +108,8 @@ public enum SafeFS {
         case ENOTDIR:
             SandboxError.failure("\(path) is a file where a directory must be; not touching it",
                                  hint: "move it away and run again")
+        case ENOSYS:
+            Kernel.openat2Missing("cannot open \(path)")
         default:
             SandboxError.failure("cannot open \(path): \(Errno(e))")
         }
@@ -124,11 +126,9 @@ public enum SafeFS {
             }
             let next = openBeneath(parent, comp, flags: O_RDONLY | O_DIRECTORY)
             guard next >= 0 else { throw pathError(walked, errno) }
-            // Set owner first: chown may clear mode bits, chmod then sets them all.
-            if fchown(next, want.uid, want.gid) != 0 || fchmod(next, want.mode) != 0 {
-                let e = errno
+            do { try setOwnerAndMode(next, uid: want.uid, gid: want.gid, mode: want.mode, display: walked) } catch {
                 close(next)
-                throw SandboxError.failure("cannot set owner/mode of \(walked): \(Errno(e))")
+                throw error
             }
             return next
         }
@@ -154,11 +154,131 @@ public enum SafeFS {
         }
     }
 
+    /// The mode of the inode `fd` holds (O_PATH fds too; see `cs_fchmod_fd`).
     public static func chmod(_ fd: Int32, _ mode: mode_t, display: String) throws {
         if cs_fchmod_fd(fd, mode) != 0 {
-            throw SandboxError.failure("cannot change the mode of \(display): \(Errno.current)")
+            throw SandboxError.failure("cannot change the mode of \(display): \(modeErrorText(errno))")
         }
     }
+
+    /// Why `cs_fchmod_fd` failed, for messages. ENOENT only comes from its
+    /// /proc/self/fd fallback (before Linux 6.6): /proc is not mounted.
+    public static func modeErrorText(_ e: Int32) -> String {
+        e == ENOENT ? "/proc is not mounted, and this kernel has no fchmodat2 (Linux \(Kernel.fchmodat2Since)+) to do without it"
+                    : Errno(e).description
+    }
+
+    /// Gives the inode `fd` holds to `uid`:`gid` (-1 keeps one) with `mode`,
+    /// in the order that never hands anyone more than the old or the new
+    /// state grants: the mode is first lowered to what both modes allow
+    /// (setuid/setgid off), then the owner changes, then the mode is set.
+    /// Chown first would, for a moment, give the new group whatever the old
+    /// mode gave the old one (a 0660 file moved into a read-only share would
+    /// be the sandbox's to write until the chmod).
+    public static func setOwnerAndMode(_ fd: Int32, uid: uid_t = uid_t.max, gid: gid_t = gid_t.max, mode: mode_t, display: String) throws {
+        guard let st = fstat(fd) else { throw SandboxError.failure("cannot stat \(display): \(Errno.current)") }
+        try setOwnerAndMode(fd, st: st, uid: uid, gid: gid, mode: mode, display: display)
+    }
+
+    /// The same with the fstat the caller already made of `fd`: nothing
+    /// more is called when owner and mode are already right.
+    public static func setOwnerAndMode(_ fd: Int32, st: stat, uid: uid_t = uid_t.max, gid: gid_t = gid_t.max, mode: mode_t, display: String) throws {
+        let current = st.st_mode & 0o7777
+        var now = current
+        if (uid != uid_t.max && st.st_uid != uid) || (gid != gid_t.max && st.st_gid != gid) {
+            let lowered = current & mode & ~mode_t(0o6000)
+            if lowered != current {
+                try chmod(fd, lowered, display: display)
+                now = lowered
+            }
+            try chown(fd, uid: uid, gid: gid, display: display)
+        }
+        if now != mode & 0o7777 { try chmod(fd, mode, display: display) }
+    }
+
+    /// Opens an existing `path` without following a link in its last
+    /// component (earlier components are root's to choose: config paths
+    /// under root-owned directories): a directory for reading, anything else
+    /// O_PATH. What is opened is what every later change goes through.
+    public static func openNoFollow(_ path: String, directory: Bool) throws -> Int32 {
+        let fd = Glibc.open(path, (directory ? O_RDONLY | O_DIRECTORY : O_PATH) | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            let e = errno
+            if e == ELOOP || (directory && e == ENOTDIR && lstat(path).map(isSymlink) == true) {
+                throw SandboxError.failure("\(path) is a symbolic link; refusing to change it as root")
+            }
+            throw SandboxError.failure("cannot open \(path): \(Errno(e))")
+        }
+        return fd
+    }
+
+    /// `chmod(path, mode)` done right: the directory (or file) opened without
+    /// following a final link, its mode set through that descriptor.
+    public static func setMode(_ path: String, _ mode: mode_t, directory: Bool = true) throws {
+        let fd = try openNoFollow(path, directory: directory)
+        defer { close(fd) }
+        try setOwnerAndMode(fd, mode: mode, display: path)
+    }
+
+    /// `chown` + `chmod` of an existing path, through one descriptor, mode lowered first.
+    public static func setOwnerAndMode(_ path: String, uid: uid_t, gid: gid_t, mode: mode_t, directory: Bool = true) throws {
+        let fd = try openNoFollow(path, directory: directory)
+        defer { close(fd) }
+        try setOwnerAndMode(fd, uid: uid, gid: gid, mode: mode, display: path)
+    }
+
+    /// mkdir(path) with an owner and a mode that hold whatever the umask:
+    /// the directory is made 0700 under its parent's descriptor, opened
+    /// without following a link, and handed over through that descriptor
+    /// (nothing can get in between: only root could enter it meanwhile).
+    /// Returns false when it already existed (then, with `existingOK`, it is
+    /// left exactly as it is; without, that is an error).
+    @discardableResult
+    public static func makeDirectory(_ path: String, mode: mode_t, uid: uid_t = uid_t.max, gid: gid_t = gid_t.max, existingOK: Bool = false) throws -> Bool {
+        let (parent, name) = split(path)
+        let pfd = Glibc.open(parent.isEmpty ? "/" : parent, O_PATH | O_DIRECTORY | O_CLOEXEC)
+        guard pfd >= 0 else { throw SandboxError.failure("cannot create \(path): cannot open \(parent): \(Errno.current)") }
+        defer { close(pfd) }
+        if mkdirat(pfd, name, 0o700) != 0 {
+            if errno == EEXIST && existingOK { return false }
+            throw SandboxError.failure("cannot create \(path): \(Errno.current)")
+        }
+        let fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw SandboxError.failure("cannot open \(path) just made: \(Errno.current)") }
+        defer { close(fd) }
+        try setOwnerAndMode(fd, uid: uid, gid: gid, mode: mode, display: path)
+        return true
+    }
+
+    /// mkdtemp(3) done through descriptors: `parent/prefixXXXXXX` made 0700
+    /// with mkdirat under the parent's fd, opened O_NOFOLLOW (checked to be
+    /// the directory this process just made), then owner and mode set through
+    /// that fd. Returns the path and the open directory fd (the caller closes it).
+    public static func makeTemporaryDirectory(in parent: String, prefix: String, mode: mode_t,
+                                              uid: uid_t = uid_t.max, gid: gid_t = gid_t.max) throws -> (String, Int32) {
+        let pfd = Glibc.open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC)
+        guard pfd >= 0 else { throw SandboxError.failure("cannot create a directory in \(parent): \(Errno.current)") }
+        defer { close(pfd) }
+        let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        for _ in 0..<100 {
+            let name = prefix + String((0..<6).map { _ in letters[Int.random(in: 0..<letters.count)] })
+            if mkdirat(pfd, name, 0o700) != 0 {
+                if errno == EEXIST { continue }
+                throw SandboxError.failure("cannot create a directory in \(parent): \(Errno.current)")
+            }
+            let path = parent + "/" + name
+            let fd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw SandboxError.failure("cannot open \(path) just made: \(Errno.current)") }
+            guard let st = fstat(fd), isDirectory(st), st.st_uid == geteuid(), st.st_mode & 0o077 == 0 else {
+                close(fd)
+                throw SandboxError.failure("\(path) was replaced right after it was made; refusing to use it")
+            }
+            do { try setOwnerAndMode(fd, uid: uid, gid: gid, mode: mode, display: path) } catch { close(fd); throw error }
+            return (path, fd)
+        }
+        throw SandboxError.failure("cannot create a directory in \(parent): no free name after 100 tries")
+    }
+
 
     /// Name of a uid/gid for plan lines.
     public static func userName(_ uid: uid_t) -> String { AccountLookup.user(uid: uid)?.name ?? String(uid) }

@@ -43,7 +43,8 @@ final class LauncherWorld: @unchecked Sendable {
         world = try World("launcher")
         port = Self.freePort()
         config = world.defaultConfig()
-        config["launcher"] = ["port": port, "network": network, "seccomp": seccomp, "gpu": "auto"] as [String: Any]
+        config["launcher"] = ["port": port, "network": network, "seccomp": seccomp, "gpu": "auto",
+                              "landlock": TestKernel.landlockMode] as [String: Any]
         let w = world
         let setup = """
         set -e

@@ -53,6 +53,7 @@ final class World: @unchecked Sendable {
     func run(_ argv: [String], environment: [String: String] = [:], input: Data? = nil, timeout: Int = 600) throws -> HostCommand.Result {
         var env = HostCommand.minimalEnvironment
         env["WORLD"] = root
+        for name in TestKernel.forwarded { env[name] = ProcessInfo.processInfo.environment[name] }
         for (k, v) in environment { env[k] = v }
         let script = "mount --make-rprivate / && mount --bind \"$WORLD/etc\" /etc && exec \"$@\""
         return try HostCommand("/usr/bin/timeout", ["-s", "KILL", String(timeout), "/usr/bin/unshare", "--mount", "--propagation", "private",
@@ -100,6 +101,7 @@ final class World: @unchecked Sendable {
             ],
             "custom_nodes": [] as [Any],
             "git": ["allowed_protocols": ["https", "git"]],
+            "launcher": ["landlock": TestKernel.landlockMode],
         ]
     }
 
