@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
 # P3: cost of starting a confined process. `comfy-sandbox run -- /bin/true`
 # (identity drop, empty bounding set, NNP, Landlock, seccomp, a fresh
-# loopback-only network namespace, a RAM temp) against bare /bin/true and
-# against the anchors with comparable options: setpriv (identity + caps +
-# NNP only), bwrap (all namespaces, caps dropped, new session) and firejail
-# (caps, seccomp, NNP, no network). Goal: no slower than bwrap; stretch: setpriv.
+# loopback-only network namespace, the constructed root with its init and
+# cgroup) against bare /bin/true and against the anchors with comparable
+# options: setpriv (identity + caps + NNP only), bwrap building a comparable
+# root (all namespaces, caps dropped, new session) and firejail (caps,
+# seccomp, NNP, no network). Goal: no slower than bwrap; stretch: setpriv.
 cd "$(dirname "$0")/.."
 source bench/launcher-world.sh
 OUT="$BW/p3.json"
+# bwrap building a root comparable to ours (RootLayout): the system and the
+# /etc entries read-only, the venv-less stand-in ComfyUI, the shares with
+# their access, the sandbox home, a fresh /proc and /dev, private tmpfs for
+# /tmp, /dev/shm and /run, the /sys parts CUDA reads; all namespaces but the
+# network (ours makes its loopback-only one ahead, on a thread).
+BWRAP_ROOT="bwrap --unshare-all --share-net --die-with-parent --new-session --cap-drop ALL --uid $SB_UID --gid $SB_GID \
+ --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/sbin /sbin --symlink usr/lib /lib --symlink usr/lib64 /lib64"
+for e in hosts host.conf nsswitch.conf resolv.conf ld.so.cache ld.so.conf ld.so.conf.d ssl ca-certificates alternatives localtime passwd group; do
+  [ -e "/etc/$e" ] && BWRAP_ROOT+=" --ro-bind /etc/$e /etc/$e"
+done
+BWRAP_ROOT+=" --ro-bind $BW/opt/comfy-sandbox/ComfyUI $BW/opt/comfy-sandbox/ComfyUI --bind $BW/opt/comfy-sandbox/ComfyUI/user $BW/opt/comfy-sandbox/ComfyUI/user"
+BWRAP_ROOT+=" --ro-bind $W/models $W/models --bind $W/output $W/output --bind $BW/home/comfyui_sandbox $BW/home/comfyui_sandbox"
+BWRAP_ROOT+=" --proc /proc --dev /dev --tmpfs /tmp --tmpfs /dev/shm --tmpfs /run --dir /run/jit"
+for d in /sys/devices /sys/bus /sys/module /sys/class/drm /sys/kernel/mm/transparent_hugepage; do
+  [ -e "$d" ] && BWRAP_ROOT+=" --ro-bind $d $d"
+done
+BWRAP_ROOT+=" /bin/true"
 cmds=(
   "/bin/true"
   "$CS_BIN run --config $CONFIG -- /bin/true"
   "setpriv --reuid=$SB_UID --regid=$SB_GID --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs /bin/true"
-  "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc --new-session --die-with-parent --cap-drop ALL --uid $SB_UID --gid $SB_GID /bin/true"
+  "$BWRAP_ROOT"
 )
 names=(bare comfy-sandbox setpriv bwrap)
 if command -v firejail >/dev/null && firejail --quiet --noprofile --caps.drop=all --seccomp --nonewprivs --net=none /bin/true 2>/dev/null; then
