@@ -341,9 +341,10 @@ static void init_child(const cs_spawn_spec *s, int report) {
     cs_spawn_spec prog = *s;
     prog.netns_fd = -1;
     prog.new_loopback_netns = 0;
-    // A session of its own only to take its pty as controlling terminal
-    // (5b needs a session leader); else it stays in the init's.
-    prog.new_session = s->controlling_tty;
+    // A session of its own, always: the kernel lets a process send SIGCONT
+    // to anything in its session whatever the uid, and the init (root) must
+    // not be reachable so; a pty also needs a session leader (step 5b).
+    prog.new_session = 1;
     prog.root = NULL;
     const size_t stack_size = 256 * 1024;
     void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

@@ -193,16 +193,25 @@ public enum Landlock {
                                        hint: "set launcher.landlock to \"best-effort\" to start without it")
         }
         let ruleset = OwnedFD(fd)
+        // Every rule's path is opened from this trusted root fd with
+        // openat2(RESOLVE_NO_SYMLINKS): a link anywhere on the way (one the
+        // sandbox could swap in, in a directory it can write) is refused,
+        // never followed to another place that would then get the rule.
+        let root = open("/", CS_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        guard root >= 0 else { throw SandboxError.failure("cannot open / for the Landlock rules: \(Errno.current)") }
+        defer { close(root) }
 
         for rule in rules {
             // O_PATH: no read permission needed and nothing is opened for I/O;
             // the rule attaches to the inode this fd names, so what we checked
             // is what gets the rule.
-            let pfd = open(rule.path, CS_O_PATH | O_CLOEXEC)
+            let rel = String(rule.path.drop(while: { $0 == "/" }))
+            let pfd = rel.isEmpty ? dup(root) : cs_openat2(root, rel, UInt64(CS_O_PATH | O_CLOEXEC), 0, CS_RESOLVE_NO_SYMLINKS)
             if pfd < 0 {
                 let e = Errno.current
                 if rule.required {
-                    throw SandboxError.failure("cannot open \(rule.path) for its Landlock rule: \(e)",
+                    throw SandboxError.failure("cannot open \(rule.path) for its Landlock rule: \(e)"
+                                               + (e.rawValue == ELOOP ? " (a symbolic link on the way: rules are made for real paths only)" : ""),
                                                hint: "check the share's path in the config, or run `comfy-sandbox provision`")
                 }
                 summary.skipped.append("\(rule.path) (\(e))")
