@@ -85,10 +85,8 @@ public final class ConstructedRoot: @unchecked Sendable {
         case .readWrite: set |= CS_MOUNT_ATTR_NODEV | CS_MOUNT_ATTR_NOEXEC
         case .device: set |= CS_MOUNT_ATTR_NOEXEC
         }
-        // Proven now, on the kernel we run on, so a failure names the path
-        // here rather than the init's step: the tree each spawn attaches is
-        // made from the same fd (`withSpec`).
-        _ = try Self.tree(from: owned.raw, recursive: recursive, set: set, display: source)
+        // The tree each spawn attaches is made from this fd (`withSpec`),
+        // whose errors name the path: not made twice on `run`'s path.
         sources.append(Source(fd: owned, recursive: recursive, set: set, display: source))
         let isFile = (st.st_mode & S_IFMT) != S_IFDIR
         ops.append(Op(kind: CS_OP_TREE, target: target ?? source, fd: Int32(sources.count - 1), isFile: isFile))
