@@ -15,6 +15,8 @@
 #   /etc                                   a copy of the host's, in RAM
 #   /tmp /var /run /root /home /dev/shm    empty, in RAM
 #   /out                                   $OUT/<kernel>, writable over 9p
+#   /run/kmod                              that kernel's modules (autoloaded
+#                                          through /run/cs-modprobe)
 # and runs this script again inside (`--guest`) as PID 1: the test bundle
 # .build/debug/comfy-sandboxPackageTests.xctest for the suites in SUITES,
 # then the report (scripts/world-lib.sh's world: a user, the stand-in
@@ -293,6 +295,13 @@ mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 shm $R/dev/shm
 mount -t tmpfs -o mode=1777,size=75% tmp $R/tmp
 mount -t tmpfs -o mode=0755 run $R/run
+# Module autoload as on an installed system (sock_diag's inet_diag, say): this
+# kernel's modules over 9p, and the host's modprobe pointed at them.
+mkdir -p $R/run/kmod
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro,cache=loose kmod $R/run/kmod || echo "init: cannot mount the modules"
+printf '#!/bin/sh\nexec /usr/sbin/modprobe -d /run/kmod "$@"\n' >$R/run/cs-modprobe
+chmod 0755 $R/run/cs-modprobe
+echo /run/cs-modprobe >/proc/sys/kernel/modprobe
 echo "init: $(uname -r), root ready; running the checks"
 exec switch_root $R /bin/bash "$REPO/scripts/test-kernels.sh" --guest
 INIT
@@ -377,6 +386,7 @@ run_vm() {
     -virtfs "local,path=$SWIFT_DIR,mount_tag=swift,security_model=none,readonly=on" \
     -virtfs "local,path=$ROOT,mount_tag=repo,security_model=none,readonly=on" \
     -virtfs "local,path=$out,mount_tag=out,security_model=none" \
+    -virtfs "local,path=$dir,mount_tag=kmod,security_model=none,readonly=on" \
     </dev/null >"$out/qemu.log" 2>&1 || rc=$?
   echo "$(( $(date +%s) - start ))" >"$out/vm.seconds"
   [ "$rc" = 0 ] || echo "qemu exited $rc (137: killed after ${TIMEOUT}s)" >>"$out/qemu.log"
