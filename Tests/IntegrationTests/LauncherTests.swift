@@ -871,14 +871,11 @@ struct LauncherLandlockModeTests {
         w.config["launcher"] = launcher
         try w.world.writeConfig(w.config)
         // In this test's own mount namespace, a /dev holding the usual nodes
-        // (bound from the real one) and two fake GPUs with the driver's majors.
-        let real = w.world.root + "/realdev"
+        // and two fake GPUs with the driver's majors.
         let script = """
         set -e
-        mkdir -p \(real) && mount --bind /dev \(real)
-        mount -t tmpfs -o mode=755 tmpfs /dev
-        for n in null zero full random urandom tty; do touch /dev/$n; mount --bind \(real)/$n /dev/$n; done
-        mkdir /dev/shm /dev/pts /dev/nvidia-caps
+        \(w.fakeDevScript)
+        mkdir /dev/nvidia-caps
         mknod -m 666 /dev/nvidia0 c 195 0; mknod -m 666 /dev/nvidia1 c 195 1
         mknod -m 666 /dev/nvidiactl c 195 255; mknod -m 666 /dev/nvidia-uvm c 235 0
         exec "$CS" run --config "$CFG" -- /bin/sh -c 'ls /dev; echo "visible=$CUDA_VISIBLE_DEVICES"'
@@ -900,13 +897,9 @@ struct LauncherLandlockModeTests {
                                  ["name": "b", "gpu": [1], "port": pb, "output": "own"]] as [[String: Any]]
         w.config["launcher"] = launcher
         try w.world.writeConfig(w.config)
-        let real = w.world.root + "/realdev"
         let script = """
         set -e
-        mkdir -p \(real) && mount --bind /dev \(real)
-        mount -t tmpfs -o mode=755 tmpfs /dev
-        for n in null zero full random urandom tty; do touch /dev/$n; mount --bind \(real)/$n /dev/$n; done
-        mkdir /dev/shm /dev/pts
+        \(w.fakeDevScript)
         mknod -m 666 /dev/nvidia0 c 195 0; mknod -m 666 /dev/nvidia1 c 195 1; mknod -m 666 /dev/nvidiactl c 195 255
         get() { /usr/bin/python3 -c "import json,sys,urllib.request as u; d=json.load(u.urlopen('http://127.0.0.1:%s/status' % sys.argv[1], timeout=5)); print(sys.argv[2], 'ANSWERS', d.get('env', {}).get('CUDA_VISIBLE_DEVICES'), d.get('output_directory', ''))" "$1" "$2" 2>/dev/null || echo "$2 SILENT"; }
         "$CS" start --config "$CFG" >/dev/null

@@ -39,6 +39,20 @@ final class LauncherWorld: @unchecked Sendable {
         return Int(Relay.boundPort(fd))
     }
 
+    /// Shell lines that, run in the test's own mount namespace, put a tmpfs
+    /// on /dev holding the usual nodes (bound from the real /dev, kept at
+    /// `<world root>/realdev`) and empty shm and pts; the test adds the fake
+    /// NVIDIA nodes it needs after them.
+    var fakeDevScript: String {
+        let real = world.root + "/realdev"
+        return """
+        mkdir -p \(real) && mount --bind /dev \(real)
+        mount -t tmpfs -o mode=755 tmpfs /dev
+        for n in null zero full random urandom tty; do touch /dev/$n; mount --bind \(real)/$n /dev/$n; done
+        mkdir /dev/shm /dev/pts
+        """
+    }
+
     init(network: String = "loopback-only", seccomp: Bool = true) throws {
         world = try World("launcher")
         port = Self.freePort()
