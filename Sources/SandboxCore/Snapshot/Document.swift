@@ -262,27 +262,12 @@ func hexValue(_ b: UInt8) -> UInt32? {
 /// text that came from a file, so a control character or an escape sequence
 /// in a hostile snapshot is shown, never sent to the terminal.
 func quoted(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 || u.value == 0x7F || (0x80...0x9F).contains(u.value)
-                || u.value == 0x2028 || u.value == 0x2029 || (0x202A...0x202E).contains(u.value) || (0x2066...0x2069).contains(u.value) {
-                // Controls, C1, line separators and bidi overrides (which can
-                // make a URL read as another on a terminal).
-                let h = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: max(0, 4 - h.count)) + h
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
+    DocumentPrinter.literal(s) { u in
+        // Controls, C1, line separators and bidi overrides (which can make a
+        // URL read as another on a terminal).
+        u.value < 0x20 || u.value == 0x7F || (0x80...0x9F).contains(u.value)
+            || u.value == 0x2028 || u.value == 0x2029 || (0x202A...0x202E).contains(u.value) || (0x2066...0x2069).contains(u.value)
     }
-    return out + "\""
 }
 
 // MARK: printing
@@ -367,6 +352,12 @@ public struct DocumentPrinter: Sendable {
 
     /// A JSON string literal: UTF-8 as is, slashes unescaped, controls as \u.
     public static func literal(_ s: String) -> String {
+        literal(s) { $0.value < 0x20 || $0.value == 0x7F }
+    }
+
+    /// A JSON string literal with `"`, `\`, newline, return and tab escaped
+    /// by their short forms and every other scalar `escape` picks as `\uXXXX`.
+    static func literal(_ s: String, escape: (Unicode.Scalar) -> Bool) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
@@ -376,9 +367,9 @@ public struct DocumentPrinter: Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if u.value < 0x20 || u.value == 0x7F {
+                if escape(u) {
                     let h = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
+                    out += "\\u" + String(repeating: "0", count: max(0, 4 - h.count)) + h
                 } else {
                     out.unicodeScalars.append(u)
                 }
