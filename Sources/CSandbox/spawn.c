@@ -34,6 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/sched.h>
 #include <linux/securebits.h>
 #include <linux/seccomp.h>
 
@@ -304,6 +305,8 @@ static void init_child(const cs_spawn_spec *s, int report) {
     // 2b. Into the session's cgroup (its limits), then a cgroup namespace
     //     whose root it is: the sandbox sees only its own cgroup. In this
     //     order: a process may only move between cgroups its namespace sees.
+    //     On cgroup v2 the init was born there (CLONE_INTO_CGROUP) and
+    //     n_cgroup_procs is 0; on v1 it moves itself, one hierarchy at a time.
     for (int i = 0; i < s->n_cgroup_procs; i++) {
         ssize_t w;
         do { w = write(s->cgroup_procs[i], "0\n", 2); } while (w < 0 && errno == EINTR);
@@ -399,11 +402,43 @@ pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_err
     // called execve (or _exited after a failure). With one: the init, forked
     // into its new namespaces (on its own copy of `stack`); the pipe below
     // then says when the program has called execve.
-    pid_t pid = spec->root
-        ? clone(init_entry, (char *)stack + stack_size,
-                CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD, &args)
-        : clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    const unsigned long root_flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+    pid_t pid = -1;
+    int cgroup_procs_fd = -1;
+    cs_spawn_spec with_procs;
+    if (spec->root && spec->cgroup_dir_fd >= 0) {
+        // cgroup v2: the init is born in the session's cgroup. Writing to
+        // cgroup.procs instead would take the kernel's cgroup_threadgroup_rwsem
+        // for writing, which waits for an RCU grace period (milliseconds,
+        // paid by every `run`), and leaves a moment in which the init is
+        // outside its limits. clone3 without CLONE_VM returns twice, like
+        // fork: the child runs on its copy of this stack.
+        struct clone_args ca;
+        memset(&ca, 0, sizeof ca);
+        ca.flags = root_flags | CLONE_INTO_CGROUP;
+        ca.exit_signal = SIGCHLD;
+        ca.cgroup = (unsigned long long)spec->cgroup_dir_fd;
+        pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0) init_child(spec, pipefd[1]);
+        if (pid < 0 && (errno == ENOSYS || errno == EINVAL || errno == E2BIG)) {
+            // Before 5.7 (no CLONE_INTO_CGROUP) or a seccomp filter of ours
+            // (clone3 is refused with ENOSYS): the init moves itself in.
+            cgroup_procs_fd = openat(spec->cgroup_dir_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+            if (cgroup_procs_fd >= 0) {
+                with_procs = *spec;
+                with_procs.cgroup_procs = &cgroup_procs_fd;
+                with_procs.n_cgroup_procs = 1;
+                args.spec = &with_procs;
+                pid = clone(init_entry, (char *)stack + stack_size, root_flags | SIGCHLD, &args);
+            }
+        }
+    } else if (spec->root) {
+        pid = clone(init_entry, (char *)stack + stack_size, root_flags | SIGCHLD, &args);
+    } else {
+        pid = clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    }
     int clone_errno = errno;
+    if (cgroup_procs_fd >= 0) close(cgroup_procs_fd);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     munmap(stack, stack_size);
     errno = clone_errno;

@@ -862,6 +862,45 @@ struct LauncherLandlockModeTests {
         #expect(check.status == 0, "\(check.stdoutText)")
     }
 
+    @Test("cgroup v2: the init is born in the session's cgroup, which holds the session and goes with it", .requiresRoot,
+          arguments: [false, true])
+    func sessionCgroupV2(_ limited: Bool) throws {
+        let w = try LauncherWorld()
+        if limited {
+            var launcher = w.config["launcher"] as? [String: Any] ?? [:]
+            launcher["limits"] = ["tasks": 64] as [String: Any]
+            w.config["launcher"] = launcher
+            try w.world.writeConfig(w.config)
+        }
+        // On a cgroup v1 host, its cgroup2 hierarchy in place of
+        // /sys/fs/cgroup, in this test's mount namespace only.
+        let script = """
+        set -e
+        if [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then mount -t cgroup2 none /sys/fs/cgroup; fi
+        if [ "$LIMITED" = 1 ] && ! grep -qw pids /sys/fs/cgroup/cgroup.controllers; then echo SKIP; exit 0; fi
+        "$CS" run --config "$CFG" -- /bin/sh -c 'echo inside; cat /proc/self/cgroup; exec sleep 3' &
+        launcher=$!
+        sleep 1.5
+        dir=/sys/fs/cgroup/comfy-sandbox/session-$launcher
+        echo "procs $(wc -l < $dir/cgroup.procs)"
+        echo "pids.max $(cat $dir/pids.max 2>/dev/null || echo none)"
+        grep -qx "0::/comfy-sandbox/session-$launcher" /proc/$(head -1 $dir/cgroup.procs)/cgroup && echo "host view ok"
+        grep -qx "$launcher" $dir/cgroup.procs || echo "launcher outside"
+        wait $launcher
+        [ -e $dir ] && echo "left behind" || echo "removed"
+        """
+        let r = try w.world.sh(script, environment: ["CS": World.binary, "CFG": w.world.configPath, "LIMITED": limited ? "1" : "0"])
+        #expect(r.status == 0, "\(r.stdoutText) \(r.stderrText)")
+        if r.stdoutText.contains("SKIP") { return }
+        let lines = Set(r.stdoutText.split(separator: "\n").map(String.init))
+        // The init and the program: nothing else, and not the launcher.
+        #expect(lines.contains("procs 2") && lines.contains("launcher outside") && lines.contains("host view ok"), "\(r.stdoutText) \(r.stderrText)")
+        // Inside, the session's cgroup is the namespace's root.
+        #expect(lines.contains("0::/"), "\(r.stdoutText)")
+        #expect(lines.contains(limited ? "pids.max 64" : "pids.max none") || (!limited && lines.contains("pids.max max")), "\(r.stdoutText)")
+        #expect(lines.contains("removed"), "\(r.stdoutText)")
+    }
+
     @Test("the root holds the allowed GPUs' nodes and no other (fake NVIDIA character devices)", .requiresRoot,
           arguments: [("[1]", ["nvidia1"], ["nvidia0"], "1"), ("\"auto\"", ["nvidia0", "nvidia1"], [], "0,1"), ("\"none\"", [], ["nvidia0", "nvidia1", "nvidiactl"], "")])
     func gpuNodes(_ setting: String, _ present: [String], _ absent: [String], _ visible: String) throws {

@@ -38,7 +38,7 @@ struct ServiceUnitTests {
         }
         #expect(!s.contains("ai models"), "a read-only share must not be writable")
         // The session's limits: no memory ceiling by default, then the configured one, without swap.
-        #expect(lines.contains("MemoryMax=infinity") && lines.contains("TasksMax=8192") && lines.contains("CPUWeight=100"))
+        #expect(lines.contains("MemoryMax=infinity") && lines.contains("TasksMax=512") && lines.contains("CPUWeight=100"))
         var limited = c
         limited.launcher.limits.memory = "24g"
         limited.launcher.limits.tasks = 300

@@ -190,8 +190,10 @@ typedef struct {
     int new_loopback_netns;        // unshare(CLONE_NEWNET) + lo up in the child (when netns_fd is -1)
     const cs_root_spec *root;      // NULL: the host's file system; else new mount, PID, IPC, UTS and
                                    // cgroup namespaces, this root, and an init as PID 1
-    const int *cgroup_procs;       // with root: cgroup.procs files the init moves itself into first
+    const int *cgroup_procs;       // with root, cgroup v1: cgroup.procs files the init moves itself into first
     int n_cgroup_procs;
+    int cgroup_dir_fd;             // with root, cgroup v2: the session cgroup's directory, which the init
+                                   // is born in (clone3 CLONE_INTO_CGROUP); -1: none
     int controlling_tty;           // make the new stdin (a pty slave) the controlling terminal; needs new_session
 } cs_spawn_spec;
 

@@ -140,13 +140,18 @@ public struct Config: Codable, Equatable, Sendable {
         /// The session's memory ceiling (cgroup memory.max, systemd MemoryMax=),
         /// like "24g"; null: none.
         public var memory: String? = nil
-        /// At most this many processes and threads in the session (pids.max, TasksMax=).
-        public var tasks: UInt64 = 8192
+        /// At most this many processes and threads in the session (pids.max,
+        /// TasksMax=); null: none beyond `nproc`, the sandbox user's own
+        /// RLIMIT_NPROC, which already counts threads too.
+        public var tasks: UInt64? = nil
         /// CPU weight against the host's other work (cpu.weight, CPUWeight=; 1-10000, 100 = equal).
         public var cpuWeight: UInt64 = 100
         /// The private /dev/shm's size (ComfyUI's temp lives there), like "2g".
         public var shmSize: String = "2g"
         public init() {}
+        /// Whether memory, tasks or cpu_weight asks for anything a cgroup
+        /// would enforce (nofile, nproc and shm_size need none).
+        public var needCgroup: Bool { memory != nil || tasks != nil || cpuWeight != 100 }
     }
 
     public struct Launcher: Codable, Equatable, Sendable {

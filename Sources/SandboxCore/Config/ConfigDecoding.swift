@@ -302,7 +302,7 @@ extension Config.Limits {
         nofile = try c(.nofile, default: nofile)
         nproc = try c(.nproc, default: nproc)
         memory = try c.optional(.memory)
-        tasks = try c(.tasks, default: tasks)
+        tasks = try c.optional(.tasks)
         cpuWeight = try c(.cpuWeight, default: cpuWeight)
         shmSize = try c(.shmSize, default: shmSize)
     }

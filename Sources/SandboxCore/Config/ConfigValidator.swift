@@ -168,7 +168,7 @@ public enum ConfigValidator {
             }
             for (j, a) in inst.extraArgs.enumerated() where a.utf8.contains(0) { bad("\(k).extra_args[\(j)]", "contains a NUL byte") }
         }
-        if l.limits.tasks < 32 { bad("launcher.limits.tasks", "\(l.limits.tasks) is too low for ComfyUI (at least 32)") }
+        if let tasks = l.limits.tasks, tasks < 32 { bad("launcher.limits.tasks", "\(tasks) is too low for ComfyUI (at least 32)") }
         if !(1...10000).contains(l.limits.cpuWeight) { bad("launcher.limits.cpu_weight", "\(l.limits.cpuWeight) is not a CPU weight (1-10000, 100 = equal)") }
         for (i, a) in l.extraArgs.enumerated() where a.utf8.contains(0) {
             bad("launcher.extra_args[\(i)]", "contains a NUL byte")

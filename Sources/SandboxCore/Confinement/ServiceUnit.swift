@@ -23,7 +23,9 @@ public enum ServiceUnit {
             "MemoryMax": config.launcher.limits.memory.flatMap(ByteSize.parse).map(String.init) ?? "infinity",
             // A memory ceiling that swap could walk around is none: with one, no swap.
             "MemorySwapMax": config.launcher.limits.memory == nil ? "infinity" : "0",
-            "TasksMax": String(config.launcher.limits.tasks),
+            // No tasks limit of its own: as many as LimitNPROC lets the
+            // sandbox user have, as without systemd.
+            "TasksMax": String(config.launcher.limits.tasks ?? config.launcher.limits.nproc),
             "CPUWeight": String(config.launcher.limits.cpuWeight),
         ]
         return replace(template, values)

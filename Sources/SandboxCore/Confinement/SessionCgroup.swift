@@ -9,26 +9,38 @@ import Glibc
 ///
 /// cgroup v2 (one hierarchy, /sys/fs/cgroup/cgroup.controllers):
 /// /sys/fs/cgroup/comfy-sandbox/session-PID with memory.max, pids.max and
-/// cpu.weight. cgroup v1 (a hierarchy per controller): the same directory
-/// in the memory, pids and cpu hierarchies, with memory.limit_in_bytes,
-/// pids.max and cpu.shares. The init moves itself in (it writes 0 to each
-/// cgroup.procs it was handed, before anything else runs) and only then
-/// makes its cgroup namespace, whose root the session cgroup becomes.
+/// cpu.weight (those that are set), made for every session, limits or not: the init is born in
+/// it (clone3 CLONE_INTO_CGROUP, `directory`), which costs a mkdir, and the
+/// sandbox's cgroup namespace then shows nothing but its own session.
+/// cgroup v1 (a hierarchy per controller): the same directory in the
+/// memory, pids and cpu hierarchies, with memory.limit_in_bytes, pids.max
+/// and cpu.shares, only in those whose limit is set. There is no
+/// CLONE_INTO_CGROUP on v1: the init moves itself in by writing 0 to each
+/// cgroup.procs it was handed, and every such move takes the kernel's
+/// cgroup_threadgroup_rwsem for writing (an RCU grace period) and, for
+/// memory, drains the per-CPU page lists: 0.04 to 16 ms each, 7 ms typical
+/// for memory on the 6.18 VM this was measured on. A hierarchy that would
+/// enforce nothing (memory null, tasks null, cpu_weight 100) is not worth
+/// that on every start. Only then does the init make its cgroup namespace,
+/// whose root the session cgroup becomes.
 public final class SessionCgroup: @unchecked Sendable {
     public enum Version: String, Sendable { case v2, v1 }
     public let version: Version
     /// The session directories, one per hierarchy.
     public let directories: [String]
-    /// cgroup.procs of each, open for writing: handed to the init.
+    /// v1: cgroup.procs of each, open for writing: handed to the init.
     public let procs: [OwnedFD]
+    /// v2: the session directory, open: the init is cloned into it.
+    public let directory: OwnedFD?
 
     static let v2Root = "/sys/fs/cgroup"
     static let group = "comfy-sandbox"
 
-    init(version: Version, directories: [String], procs: [OwnedFD]) {
+    init(version: Version, directories: [String], procs: [OwnedFD], directory: OwnedFD?) {
         self.version = version
         self.directories = directories
         self.procs = procs
+        self.directory = directory
     }
 
     public static var detectedVersion: Version? {
@@ -37,13 +49,26 @@ public final class SessionCgroup: @unchecked Sendable {
         return nil
     }
 
+    /// The controllers whose limit `limits` sets (named alike in v1 and v2).
+    static func controllers(_ limits: Config.Limits) -> [String] {
+        var out: [String] = []
+        if limits.memory != nil { out.append("memory") }
+        if limits.tasks != nil { out.append("pids") }
+        if limits.cpuWeight != 100 { out.append("cpu") }
+        return out
+    }
+
     /// Makes the session's cgroup with the configured limits; nil, with the
-    /// reason in `note`, when this host has no cgroup the launcher may make.
+    /// reason in `note`, when this host has no cgroup the launcher may make;
+    /// nil with no note on cgroup v1 when no limit is set.
     public static func make(_ limits: Config.Limits, note: inout String?) -> SessionCgroup? {
         guard let version = detectedVersion else {
-            note = "no cgroup hierarchy at /sys/fs/cgroup: launcher.limits.memory, tasks and cpu_weight are NOT enforced"
+            if limits.needCgroup {
+                note = "no cgroup hierarchy at /sys/fs/cgroup: launcher.limits.memory, tasks and cpu_weight are NOT enforced"
+            }
             return nil
         }
+        if version == .v1 && controllers(limits).isEmpty { return nil }
         sweep(version)
         let name = "session-\(getpid())"
         var dirs: [String] = []
@@ -56,41 +81,58 @@ public final class SessionCgroup: @unchecked Sendable {
         switch version {
         case .v2:
             let base = v2Root + "/" + group
-            // The controllers must be enabled on the way down: in the root
-            // (systemd does) and in our group directory, which holds no process.
-            _ = write(v2Root + "/cgroup.subtree_control", "+memory +pids +cpu")
+            // Only the controllers a limit needs, enabled on the way down:
+            // in the root (systemd does) and in our group directory, which
+            // holds no process. With none, the session cgroup still gives
+            // the sandbox's cgroup namespace a root of its own.
+            let needed = controllers(limits)
+            var enable = ""
+            for c in needed { enable += (enable.isEmpty ? "+" : " +") + c }
+            if !needed.isEmpty { _ = write(v2Root + "/cgroup.subtree_control", enable) }
             if mkdir(base, 0o755) != 0 && errno != EEXIST { return fail("mkdir \(base): \(Errno.current)") }
-            guard write(base + "/cgroup.subtree_control", "+memory +pids +cpu") else {
-                return fail("enabling memory, pids and cpu in \(base): \(Errno.current)")
+            if !needed.isEmpty {
+                guard write(base + "/cgroup.subtree_control", enable) else {
+                    return fail("enabling \(enable) in \(base): \(Errno.current)")
+                }
             }
             let dir = base + "/" + name
             if mkdir(dir, 0o755) != 0 && errno != EEXIST { return fail("mkdir \(dir): \(Errno.current)") }
             dirs.append(dir)
-            guard write(dir + "/memory.max", limits.memory.flatMap(ByteSize.parse).map(String.init) ?? "max"),
-                  write(dir + "/pids.max", String(limits.tasks)),
-                  write(dir + "/cpu.weight", String(limits.cpuWeight)) else { return fail("setting the limits in \(dir): \(Errno.current)") }
+            for controller in needed {
+                let ok: Bool = switch controller {
+                case "memory": write(dir + "/memory.max", limits.memory.flatMap(ByteSize.parse).map(String.init) ?? "max")
+                case "pids": write(dir + "/pids.max", limits.tasks.map(String.init) ?? "max")
+                default: write(dir + "/cpu.weight", String(limits.cpuWeight))
+                }
+                if !ok { return fail("setting the \(controller) limit in \(dir): \(Errno.current)") }
+            }
+            let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { return fail("opening \(dir): \(Errno.current)") }
+            return SessionCgroup(version: version, directories: dirs, procs: [], directory: OwnedFD(fd))
         case .v1:
-            for controller in ["memory", "pids", "cpu"] {
+            for controller in controllers(limits) {
                 let base = v2Root + "/" + controller + "/" + group
-                guard Paths.exists(v2Root + "/" + controller + "/cgroup.procs") else { continue }
+                guard Paths.exists(v2Root + "/" + controller + "/cgroup.procs") else {
+                    return fail("no \(controller) hierarchy at \(v2Root)/\(controller)")
+                }
                 if mkdir(base, 0o755) != 0 && errno != EEXIST { return fail("mkdir \(base): \(Errno.current)") }
                 let dir = base + "/" + name
                 if mkdir(dir, 0o755) != 0 && errno != EEXIST { return fail("mkdir \(dir): \(Errno.current)") }
                 dirs.append(dir)
                 let ok: Bool = switch controller {
                 case "memory": write(dir + "/memory.limit_in_bytes", limits.memory.flatMap(ByteSize.parse).map(String.init) ?? "-1")
-                case "pids": write(dir + "/pids.max", String(limits.tasks))
+                case "pids": write(dir + "/pids.max", limits.tasks.map(String.init) ?? "max")
                 default: write(dir + "/cpu.shares", String(max(2, limits.cpuWeight * 1024 / 100)))
                 }
                 if !ok { return fail("setting \(controller) limits in \(dir): \(Errno.current)") }
             }
+            for dir in dirs {
+                let fd = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { return fail("opening \(dir)/cgroup.procs: \(Errno.current)") }
+                fds.append(OwnedFD(fd))
+            }
+            return SessionCgroup(version: version, directories: dirs, procs: fds, directory: nil)
         }
-        for dir in dirs {
-            let fd = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
-            guard fd >= 0 else { return fail("opening \(dir)/cgroup.procs: \(Errno.current)") }
-            fds.append(OwnedFD(fd))
-        }
-        return SessionCgroup(version: version, directories: dirs, procs: fds)
     }
 
     /// Removes the session's directories once its processes are gone.
@@ -114,7 +156,8 @@ public final class SessionCgroup: @unchecked Sendable {
     /// What `status` and the launcher say about the limits.
     public static func describe(_ limits: Config.Limits) -> String {
         let memory = limits.memory.map { "memory \($0)" } ?? "memory unlimited (launcher.limits.memory is null)"
-        return "\(memory), \(limits.tasks) tasks, CPU weight \(limits.cpuWeight), /dev/shm \(limits.shmSize)"
+        let tasks = limits.tasks.map { "\($0) tasks" } ?? "tasks as many as launcher.limits.nproc (\(limits.nproc)) lets the sandbox user have"
+        return "\(memory), \(tasks), CPU weight \(limits.cpuWeight), /dev/shm \(limits.shmSize)"
     }
 
     static func write(_ path: String, _ value: String) -> Bool {

@@ -153,6 +153,7 @@ public struct SpawnSpec {
                                         spec.seccomp_filter = filter.isEmpty ? nil : filterBuf.baseAddress
                                         spec.seccomp_len = UInt16(filter.count)
                                         spec.root = rootSpec
+                                        spec.cgroup_dir_fd = c?.root == nil ? -1 : (c?.cgroup?.directory?.raw ?? -1)
                                         return cgroupFDs.withUnsafeBufferPointer { cgBuf in
                                             spec.cgroup_procs = cgBuf.baseAddress
                                             spec.n_cgroup_procs = Int32(cgBuf.count)

@@ -59,7 +59,8 @@ public enum LauncherStatus {
         let cgroup = SessionCgroup.detectedVersion
         items.append(StatusItem(s, "limits", SessionCgroup.describe(l.limits) + "; "
                                 + (cgroup.map { "enforced by a session cgroup (\($0.rawValue)), or the unit's MemoryMax=/TasksMax=/CPUWeight=" }
-                                   ?? "NOT enforced: no cgroup hierarchy at /sys/fs/cgroup"), ok: cgroup != nil))
+                                   ?? (l.limits.needCgroup ? "NOT enforced: no cgroup hierarchy at /sys/fs/cgroup" : "none needs a cgroup")),
+                                ok: cgroup != nil || !l.limits.needCgroup))
         items.append(StatusItem(s, "listen", "http://\(IPEndpoint.urlAuthority(l.listen, l.port))/"))
         if let pid = LauncherPidFile.running(config) {
             items.append(StatusItem(s, "running", "yes, launcher pid \(pid) (\(LauncherPidFile.path(config)))"))
