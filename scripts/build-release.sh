@@ -47,7 +47,7 @@ stdcxx="$(g++ -print-file-name=libstdc++.a 2>/dev/null || gcc -print-file-name=l
 # conformance record in the binary, a third of decoding the config on `run`.
 "$SWIFT" build -c release --scratch-path "$SCRATCH" --static-swift-stdlib -Xlinker -L"$static_dir" \
   -Xswiftc -Xclang-linker -Xswiftc -static-libgcc \
-  -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs \
+  -Xswiftc -use-ld=lld -Xlinker -z -Xlinker pack-relative-relocs -Xlinker --no-export-dynamic \
   -Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors
 install -m 0755 "$SCRATCH/release/comfy-sandbox" dist/comfy-sandbox
 echo "dist/comfy-sandbox ($(du -h dist/comfy-sandbox | cut -f1)); shared libraries it needs:"

@@ -86,7 +86,7 @@ public enum ConfigValidator {
         var shareNames = Set<String>(), mounts = Set<String>()
         for (i, s) in c.shares.enumerated() {
             let k = "shares[\(i)]"
-            if s.name.isEmpty || !s.name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) || !s.name.unicodeScalars.allSatisfy(\.isASCII) {
+            if s.name.isEmpty || !s.name.utf8.allSatisfy({ isASCIIAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) {
                 bad("\(k).name", "\"\(s.name)\" must be letters, digits, - and _")
             }
             if !shareNames.insert(s.name).inserted { bad("\(k).name", "\"\(s.name)\" is used by another share") }
@@ -353,10 +353,18 @@ public enum ConfigValidator {
         if t.isEmpty { return "is empty" }
         if r.utf8.contains(where: { $0 < 0x20 }) { return "contains a control character (one requirement per entry)" }
         if t.hasPrefix("-") { return "\"\(t)\" is an installer option, not a requirement; put options in comfyui.pip_args" }
-        guard let first = t.unicodeScalars.first, first.properties.isAlphabetic || ("0"..."9").contains(first) else {
+        // PEP 508: a name starts with an ASCII letter or digit. (ASCII by
+        // byte, not Unicode.Scalar.Properties, whose tables every `run`
+        // would otherwise load to read its config.)
+        guard let first = t.utf8.first, isASCIIAlphanumeric(first) else {
             return "\"\(t)\" does not start with a package name"
         }
         return nil
+    }
+
+    static func isASCIIAlphanumeric(_ b: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b)
     }
 
     /// Variables a node may set for ComfyUI: a plain name, not one the
@@ -384,11 +392,20 @@ public enum ConfigValidator {
 /// systemd write them (k, m, g, t: powers of 1024).
 public enum ByteSize {
     public static func parse(_ text: String) -> UInt64? {
-        guard let last = text.last else { return nil }
-        let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
-        let unit = units[Character(last.lowercased())]
-        let digits = unit == nil ? Substring(text) : text.dropLast()
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let n = UInt64(digits) else { return nil }
+        // By byte: sizes are ASCII, and Character's case mapping and
+        // properties would load Unicode tables on every `run`.
+        let bytes = Array(text.utf8)
+        guard let last = bytes.last else { return nil }
+        let unit: UInt64? = switch last | 0x20 {
+        case UInt8(ascii: "k"): 1 << 10
+        case UInt8(ascii: "m"): 1 << 20
+        case UInt8(ascii: "g"): 1 << 30
+        case UInt8(ascii: "t"): 1 << 40
+        default: nil
+        }
+        let digits = unit == nil ? bytes[...] : bytes.dropLast()
+        guard !digits.isEmpty, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+              let n = UInt64(String(decoding: digits, as: UTF8.self)) else { return nil }
         let (v, overflow) = n.multipliedReportingOverflow(by: unit ?? 1)
         return overflow ? nil : v
     }

@@ -10,8 +10,8 @@ import Glibc
 public enum SandboxConfinement {
     /// Identity drop only: the sandbox user, the shared group, no
     /// capabilities, no_new_privs, limits. The floor every confined child gets.
-    public static func basic(_ config: Config) throws -> Confinement {
-        let id = try AccountLookup.sandboxIdentity(config)
+    public static func basic(_ config: Config, id known: AccountLookup.SandboxIdentity? = nil) throws -> Confinement {
+        let id = try known ?? AccountLookup.sandboxIdentity(config)
         var c = Confinement(uid: id.user.uid, gid: id.user.gid, groups: id.groups)
         c.rlimits = [
             limit(Int32(RLIMIT_NOFILE.rawValue), config.launcher.limits.nofile),

@@ -45,6 +45,26 @@ public enum Paths {
     /// is not a separator.
     static func fixingSlashes(_ path: String) -> String {
         if path == "/" { return path }
+        // ASCII (every path this tool makes, and nearly every one it is
+        // given): a byte is a Character there, so the same rule by byte,
+        // without grapheme breaking.
+        if path.utf8.allSatisfy({ $0 < 0x80 }) {
+            let slash = UInt8(ascii: "/")
+            var out: [UInt8] = []
+            out.reserveCapacity(path.utf8.count)
+            var afterSlash = false
+            for b in path.utf8 {
+                if b == slash {
+                    if !afterSlash { out.append(b) }
+                    afterSlash = true
+                } else {
+                    out.append(b)
+                    afterSlash = false
+                }
+            }
+            if out.last == slash { out.removeLast() }
+            return String(decoding: out, as: UTF8.self)
+        }
         var out = ""
         var afterSlash = false
         for c in path {

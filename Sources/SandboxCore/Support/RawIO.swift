@@ -8,20 +8,30 @@ import Glibc
 /// other error stops (returns false).
 @discardableResult
 public func writeAll(_ fd: Int32, _ bytes: Data) -> Bool {
-    bytes.withUnsafeBytes { raw in
-        guard var p = raw.baseAddress else { return true }
-        var left = raw.count
-        while left > 0 {
-            let n = write(fd, p, left)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            p += n
-            left -= n
+    bytes.withUnsafeBytes { writeAll(fd, $0) }
+}
+
+/// A string's UTF-8, written in place (no Data built from its UTF8View:
+/// that generic initializer costs more than the write, once per process).
+@discardableResult
+public func writeAll(_ fd: Int32, _ text: String) -> Bool {
+    var text = text
+    return text.withUTF8 { writeAll(fd, UnsafeRawBufferPointer($0)) }
+}
+
+public func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) -> Bool {
+    guard var p = raw.baseAddress else { return true }
+    var left = raw.count
+    while left > 0 {
+        let n = write(fd, p, left)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return false
         }
-        return true
+        p += n
+        left -= n
     }
+    return true
 }
 
 /// Reads `fd` to end of file; EINTR retries, another error throws its errno.

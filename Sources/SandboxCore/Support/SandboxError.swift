@@ -75,5 +75,5 @@ public func fileErrorText(_ error: any Error) -> String {
 
 /// Standard error, unbuffered.
 public func printError(_ text: String) {
-    writeAll(2, Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+    writeAll(2, text.hasSuffix("\n") ? text : text + "\n")
 }
