@@ -19,8 +19,6 @@
 
 int cs_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
-long cs_personality(unsigned long persona) { return syscall(SYS_personality, persona); }
-
 int cs_probe_syscall_in_child(long nr, long a, long b, long c, long d, long e, long f, int *out_errno) {
     // A syscall that may kill the caller (seccomp KILL_PROCESS) or change it
     // for good runs in a throwaway child: only raw calls between fork and _exit.
@@ -56,8 +54,6 @@ int cs_clone_probe(unsigned long flags, int *out_errno) {
     *out_errno = 0;
     return 0;
 }
-
-int cs_ioctl_int(int fd, unsigned long request, long arg) { return ioctl(fd, request, arg); }
 
 int cs_sigwait_launcher(const int *sigs, int n, int *out_sig) {
     sigset_t set;
@@ -446,36 +442,6 @@ int cs_kill_descendants(void) {
         for (int i = 0; i < n; i++)
             while (waitpid(kids[i], &status, 0) < 0 && errno == EINTR) {}
     }
-}
-
-pid_t cs_spawn_abandoned_sleeper(void) {
-    // What a hostile node does to outlive ComfyUI: fork, setsid, fork again,
-    // and let the middle process exit, so the sleeper is nobody's child.
-    // Only async-signal-safe calls between fork and _exit/execve.
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) != 0) return -1;
-    pid_t mid = fork();
-    if (mid < 0) { close(pfd[0]); close(pfd[1]); return -1; }
-    if (mid == 0) {
-        setsid();
-        pid_t p = fork();
-        if (p == 0) {
-            int null = open("/dev/null", O_RDWR);
-            if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
-            execl("/bin/sleep", "sleep", "600", (char *)NULL);
-            _exit(127);
-        }
-        (void)!write(pfd[1], &p, sizeof p);
-        _exit(0);
-    }
-    close(pfd[1]);
-    pid_t sleeper = -1;
-    ssize_t n;
-    do { n = read(pfd[0], &sleeper, sizeof sleeper); } while (n < 0 && errno == EINTR);
-    close(pfd[0]);
-    int status;
-    while (waitpid(mid, &status, 0) < 0 && errno == EINTR) {}
-    return n == (ssize_t)sizeof sleeper ? sleeper : -1;
 }
 
 int cs_end_orphans_of_uid(uid_t uid, const pid_t *keep, int n_keep) {

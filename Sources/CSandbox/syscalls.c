@@ -47,33 +47,6 @@ const uint64_t CS_RESOLVE_BENEATH = RESOLVE_BENEATH;
 const uint64_t CS_RESOLVE_IN_ROOT = RESOLVE_IN_ROOT;
 const long CS_X32_SYSCALL_BIT = __X32_SYSCALL_BIT;
 
-int cs_errno(void) { return errno; }
-
-// MARK: prctl
-
-int cs_prctl_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
-int cs_prctl_get_no_new_privs(void) { return prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); }
-int cs_prctl_capbset_read(int cap) { return prctl(PR_CAPBSET_READ, cap, 0, 0, 0); }
-int cs_prctl_capbset_drop(int cap) { return prctl(PR_CAPBSET_DROP, cap, 0, 0, 0); }
-int cs_prctl_cap_ambient_clear_all(void) {
-    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-}
-int cs_prctl_cap_ambient_is_set(int cap) {
-    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
-}
-int cs_prctl_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
-int cs_prctl_get_seccomp(void) { return prctl(PR_GET_SECCOMP, 0, 0, 0, 0); }
-int cs_prctl_set_dumpable(int value) { return prctl(PR_SET_DUMPABLE, value, 0, 0, 0); }
-int cs_prctl_get_securebits(void) { return prctl(PR_GET_SECUREBITS, 0, 0, 0, 0); }
-int cs_prctl_set_securebits(int bits) { return prctl(PR_SET_SECUREBITS, bits, 0, 0, 0); }
-int cs_prctl_set_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
-
-// MARK: identity
-
-int cs_setresuid(uid_t r, uid_t e, uid_t s) { return (int)syscall(SYS_setresuid, r, e, s); }
-int cs_setresgid(gid_t r, gid_t e, gid_t s) { return (int)syscall(SYS_setresgid, r, e, s); }
-int cs_setgroups(size_t n, const gid_t *groups) { return (int)syscall(SYS_setgroups, n, groups); }
-
 // MARK: capabilities
 
 int cs_capget_self(cs_capsets *out) {
@@ -214,8 +187,6 @@ int cs_landlock_restrict_self(int ruleset_fd) {
 }
 
 // MARK: network namespace
-
-int cs_setns(int fd, int nstype) { return (int)syscall(SYS_setns, fd, nstype); }
 
 int cs_loopback_netns_here(void) {
     // unshare affects the calling task only: in a multithreaded process this

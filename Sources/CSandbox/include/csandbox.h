@@ -1,16 +1,19 @@
 // CSandbox: the C seam of comfy-sandbox.
 //
 // Why each of these exists instead of a Swift call:
-//  - prctl(2) and syscall(2) are variadic; Swift cannot call variadic C. Each
-//    operation gets one fixed-arity function (cs_prctl_*).
+//  - prctl(2), ioctl(2) and syscall(2) are variadic; Swift cannot call
+//    variadic C. What Swift needs of them gets one fixed-arity function.
 //  - glibc has no wrappers for openat2, fchmodat2, landlock_*, and its
 //    setresuid/setgroups broadcast to every thread (the "setxid" dance), which
-//    is wrong in a freshly forked child; we use the raw syscalls there.
+//    is wrong in a freshly forked child: the drop (spawn.c) makes the raw
+//    syscalls itself, and nothing else here changes identity.
 //  - capget/capset need the v3 (64-bit) structures; libcap works, but the
 //    forked child must not call into a library that may allocate.
 //  - The privilege drop itself (cs_spawn_confined) runs between fork and
 //    execve. Swift may have started threads (Dispatch, the concurrency pool),
 //    so after fork only async-signal-safe work is allowed: that is C.
+// Only what Swift, or another file of this seam, calls is declared here; a
+// shim nobody calls is deleted.
 #pragma once
 
 #include <stdint.h>
@@ -20,25 +23,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-// MARK: prctl, one function per operation. Each returns -1 and sets errno on failure.
-int cs_prctl_set_no_new_privs(void);
-int cs_prctl_get_no_new_privs(void);
-int cs_prctl_capbset_read(int cap);
-int cs_prctl_capbset_drop(int cap);
-int cs_prctl_cap_ambient_clear_all(void);
-int cs_prctl_cap_ambient_is_set(int cap);
-int cs_prctl_set_pdeathsig(int sig);
-int cs_prctl_get_seccomp(void);
-int cs_prctl_set_dumpable(int value);
-int cs_prctl_get_securebits(void);
-int cs_prctl_set_securebits(int bits);
-int cs_prctl_set_name(const char *name);
-
-// MARK: identity (raw syscalls: affect the calling thread only)
-int cs_setresuid(uid_t r, uid_t e, uid_t s);
-int cs_setresgid(gid_t r, gid_t e, gid_t s);
-int cs_setgroups(size_t n, const gid_t *groups);
 
 // MARK: capabilities, all 64 bits of each set (v3 ABI).
 typedef struct {
@@ -94,7 +78,6 @@ int cs_new_loopback_netns(void);
 /// and returns an fd for it (-1 and errno on failure). For a thread that
 /// ends right after; the caller needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
 int cs_loopback_netns_here(void);
-int cs_setns(int fd, int nstype);
 
 // MARK: the constructed root (Sources/CSandbox/root.c)
 /// open_tree(dirfd, path, OPEN_TREE_CLONE|AT_EMPTY_PATH|AT_SYMLINK_NOFOLLOW
@@ -252,21 +235,17 @@ int cs_ioctl_tiocsti(int fd, char c);
 long cs_syscall6(long nr, long a, long b, long c, long d, long e, long f);
 /// The x32 ABI bit, for check-sandbox.
 extern const long CS_X32_SYSCALL_BIT;
-int cs_errno(void);
 
 
 // MARK: launcher area (Sources/CSandbox/launcher.c)
 /// memfd_create(name, MFD_CLOEXEC): where the seccomp BPF is exported to.
 int cs_memfd(const char *name);
-/// personality(2), raw.
-long cs_personality(unsigned long persona);
 /// Runs syscall(nr, a..f) in a forked child (for calls that may kill the
 /// caller). Returns the raw wait status; *out_errno is the call's errno or 0
 /// (-1 when the child died before reporting).
 int cs_probe_syscall_in_child(long nr, long a, long b, long c, long d, long e, long f, int *out_errno);
 /// clone(flags|SIGCHLD); the child exits at once. 0 when it worked.
 int cs_clone_probe(unsigned long flags, int *out_errno);
-int cs_ioctl_int(int fd, unsigned long request, long arg);
 /// Blocks `sigs` in the calling thread / waits for one of them.
 int cs_block_signals(const int *sigs, int n);
 int cs_sigwait_launcher(const int *sigs, int n, int *out_sig);
@@ -295,9 +274,6 @@ int cs_kill_children_of(pid_t parent);
 /// other children at the same time: it ends one confined run's orphans
 /// without touching the rest. Returns how many it signalled.
 int cs_end_orphans_of_uid(uid_t uid, const pid_t *keep, int n_keep);
-/// check-sandbox: starts `sleep 600` in a session of its own through a
-/// double fork (nobody's child); returns its pid or -1.
-pid_t cs_spawn_abandoned_sleeper(void);
 /// check-sandbox: a child touching `bytes` of memory; its raw wait status.
 int cs_probe_memory_hog(uint64_t bytes);
 /// check-sandbox: memfd_create + write `elf` + fexecve in a child; 0 when it
