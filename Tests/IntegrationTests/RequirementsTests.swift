@@ -14,6 +14,7 @@ struct RequirementsTests {
         let index: LocalIndex
         var installer = "auto"
         var extra: [String] = []
+        var prefer: String?
 
         init(_ label: String, comfyReqs: String) throws {
             w = try NodesWorld(label)
@@ -27,8 +28,10 @@ struct RequirementsTests {
 
         func configure(_ nodes: [[String: Any]]) throws {
             var c = w.world.defaultConfig()
-            c["comfyui"] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3",
-                            "install_requirements": true, "pip_args": index.pipArgs, "extra_requirements": extra, "installer": installer]
+            var comfy: [String: Any] = ["repo": w.git.url("ComfyUI"), "rev": "main", "path": w.comfyPath, "python": "/usr/bin/python3",
+                                        "install_requirements": true, "pip_args": index.pipArgs, "extra_requirements": extra, "installer": installer]
+            if let prefer { comfy["prefer_versions"] = prefer }
+            c["comfyui"] = comfy
             c["custom_nodes"] = nodes
             c["git"] = ["allowed_protocols": ["git"]]
             try w.world.writeConfig(c)
@@ -115,6 +118,39 @@ struct RequirementsTests {
         #expect(FileManager.default.fileExists(atPath: "\(try r.current())/delta/__init__.py"))
         let pull = try r.w.comfy(["update-nodes", "--pull"])
         #expect(pull.stderrText.contains("requirements: bad left out"), "--pull tries again: \(pull.stderrText)")
+    }
+
+    @Test("comfyui.prefer_versions (a Manager snapshot's pips): the first resolution keeps those versions where they fit; --pull does not",
+          .requiresRoot, .enabled(if: RequirementsTests.uvInstalled))
+    func preferVersions() throws {
+        let r = try ReqWorld("req-prefer", comfyReqs: "alpha\n")
+        r.installer = "uv"
+        try r.index.wheel("alpha", "1.0")
+        try r.index.wheel("alpha", "2.0")
+        try r.index.wheel("delta", "1.0")
+        try r.index.wheel("delta", "2.0")
+        try r.w.git.makeRepo("node", files: ["__init__.py": "NODE_CLASS_MAPPINGS = {}\n", "requirements.txt": "delta\n"])
+        // What import-snapshot writes: alpha as the Manager had it, delta at
+        // a version the index does not have (a preference, not a constraint),
+        // and lines that are not pins.
+        let pins = r.w.world.data + "/comfyui-snapshot-requirements.txt"
+        try "Alpha==1.0\ndelta==9.9\n--index-url http://127.0.0.1:1/evil\n".write(toFile: pins, atomically: true, encoding: .utf8)
+        r.prefer = pins
+        try r.configure([r.node("node")])
+        let p = try r.w.comfy(["provision", "--only", "comfyui,python,nodes"])
+        #expect(p.status == 0, "\(p.stdoutText)\(p.stderrText)")
+        #expect(p.stderrText.contains("preferring the 2 versions pinned in \(pins)"), "\(p.stderrText)")
+        #expect(try r.python("import alpha; print(alpha.VERSION)").hasPrefix("1.0"))
+        #expect(try r.python("import delta; print(delta.VERSION)").hasPrefix("2.0"))
+        // --pull resolves afresh: the newest alpha.
+        let pull = try r.w.comfy(["update-comfyui", "--pull"])
+        #expect(pull.status == 0, "\(pull.stdoutText)\(pull.stderrText)")
+        #expect(try r.python("import alpha; print(alpha.VERSION)").hasPrefix("2.0"))
+        // A preferences file the sandbox could write is refused by name.
+        r.prefer = r.w.world.home + "/comfyui_sandbox/pins.txt"
+        try r.configure([r.node("node")])
+        let bad = try r.w.comfy(["plan"])
+        #expect(bad.status == 65 && bad.stderrText.contains("comfyui.prefer_versions"), "\(bad.status) \(bad.stderrText)")
     }
 
     @Test("the lock is reproduced exactly, --pull resolves again, and a rollback returns to the previous set without installing",

@@ -47,6 +47,25 @@ import Testing
     }
 }
 
+@Suite struct PreferredVersionsTests {
+    @Test("a preferences file gives only its name==version pins; options, URLs, ranges and markers are dropped")
+    func pins() {
+        let text = "# Manager snapshot\ntorch==2.5.1+cu124\n--index-url http://evil\n-r /etc/shadow\nnumpy>=1.26\nfoo @ git+https://x/y\n"
+            + "Pillow==10.4.0\nbar==1.0; python_version<'3'\nbaz==1==2\n  spaced_name==0.1  \nwith space==1\n"
+        #expect(RequirementLock.pins(text) == ["torch==2.5.1+cu124", "Pillow==10.4.0", "spaced_name==0.1"])
+    }
+
+    @Test("the lock in use wins; pins add only packages it does not hold, by normalized name")
+    func preferences() {
+        let lock = "numpy==1.26.4 \\\n    --hash=sha256:00\nPillow==11.0.0\n"
+        let merged = RequirementLock.preferences(lock: lock, pins: ["pillow==10.4.0", "NumPy==1.24.0", "safetensors==0.4.5", "Safe_Tensors.Extra==1"])
+        #expect(merged == lock + "safetensors==0.4.5\nSafe_Tensors.Extra==1\n")
+        #expect(RequirementLock.preferences(lock: nil, pins: []) == nil)
+        #expect(RequirementLock.preferences(lock: nil, pins: ["a==1"]) == "a==1\n")
+        #expect(RequirementLock.preferences(lock: lock, pins: []) == lock)
+    }
+}
+
 @Suite struct NodeEnvironmentTests {
     static let config: Config = {
         var c = Config(primaryUser: "alice")

@@ -140,8 +140,11 @@ struct ImportSnapshotTests {
                                                "d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4b6c8d0e2"])
         #expect(new.customNodes.map(\.enabled) == [true, true, true, false, true])
         #expect(new.customNodes.allSatisfy { !$0.installRequirements && !$0.writable && $0.note?.contains("2025-03-14_18-22-05_snapshot.json") == true })
+        // The pins file is the lock's starting point: the config names it.
+        #expect(new.comfyui.preferVersions == plan.requirementsFile && plan.preferVersions?.to == plan.requirementsFile)
         new.customNodes = []
         new.comfyui.rev = old.comfyui.rev
+        new.comfyui.preferVersions = old.comfyui.preferVersions
         #expect(new == old)
     }
 

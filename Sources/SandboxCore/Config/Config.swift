@@ -50,6 +50,11 @@ public struct Config: Codable, Equatable, Sendable {
         public var extraRequirements: [String] = ["requests"]
         /// What installs requirements as the sandbox user.
         public var installer: Installer = .auto
+        /// A requirements file of `name==version` pins (what import-snapshot
+        /// writes from a ComfyUI-Manager snapshot's pips): a resolution with
+        /// no lock of its own to start from keeps these versions where they
+        /// still fit (uv's preferences). null: none.
+        public var preferVersions: String? = nil
         public init() {}
     }
 

@@ -164,6 +164,7 @@ extension Config.ComfyUI {
         case pipArgs = "pip_args"
         case extraRequirements = "extra_requirements"
         case installer
+        case preferVersions = "prefer_versions"
     }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
@@ -176,6 +177,7 @@ extension Config.ComfyUI {
         pipArgs = try c(.pipArgs, default: [])
         extraRequirements = try c(.extraRequirements, default: extraRequirements)
         installer = try c(.installer, default: installer)
+        preferVersions = try c.optional(.preferVersions)
     }
 }
 

@@ -78,6 +78,14 @@ public enum ConfigValidator {
         for (i, r) in c.comfyui.extraRequirements.enumerated() {
             if let why = requirementLineProblem(r) { bad("comfyui.extra_requirements[\(i)]", why) }
         }
+        if let prefer = c.comfyui.preferVersions {
+            checkAbsolute(prefer, "comfyui.prefer_versions", &out)
+            // Root reads it for an install: not a file the sandbox can write.
+            let sandboxWritable = [c.sandboxUser.home, c.comfyui.path] + c.shares.filter(\.access.writable).map(\.path)
+            if isInside(prefer, sandboxWritable) {
+                bad("comfyui.prefer_versions", "\(prefer) is where the sandbox can write; keep it beside the config (root's)")
+            }
+        }
         for (i, p) in c.git.allowedProtocols.enumerated() where !knownProtocols.contains(p) {
             bad("git.allowed_protocols[\(i)]", "\"\(p)\" is not allowed; choose from \(knownProtocols.sorted().joined(separator: ", "))")
         }

@@ -182,6 +182,67 @@ public enum RequirementLock {
         return Parsed(text: text, packages: packages, fullyHashed: packages > 0 && hashed == packages)
     }
 
+    /// The pins of a preferences file (`comfyui.prefer_versions`, e.g. a
+    /// ComfyUI-Manager snapshot's pips): its `name==version` lines, nothing
+    /// else (options, URLs, ranges and markers are dropped: a preference is
+    /// a version, and the file is read as hostile text).
+    public static func pins(_ raw: String) -> [String] {
+        var out: [String] = []
+        for line in raw.split(separator: "\n").prefix(100_000) {
+            let t = line.trimmingWhitespace()
+            let parts = t.components(separatedBy: "==")
+            guard parts.count == 2, let name = parts.first, let version = parts.last, !name.isEmpty, !version.isEmpty,
+                  name.utf8.allSatisfy({ ConfigValidator.isASCIIAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }),
+                  version.utf8.allSatisfy({ ConfigValidator.isASCIIAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "!") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") })
+            else { continue }
+            out.append(t)
+        }
+        return out
+    }
+
+    /// A package name as the index compares them (PEP 503).
+    static func normalizedName(_ name: Substring) -> String {
+        var out = ""
+        var lastSep = false
+        for b in name.utf8 {
+            if b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".") {
+                if !lastSep { out.append("-") }
+                lastSep = true
+            } else {
+                out.unicodeScalars.append(Unicode.Scalar(b | (b >= 0x41 && b <= 0x5A ? 0x20 : 0)))
+                lastSep = false
+            }
+        }
+        return out
+    }
+
+    /// The names a lock (or pins list) holds a line for.
+    static func names(_ text: String) -> Set<String> {
+        var out: Set<String> = []
+        for line in text.split(separator: "\n") {
+            let t = line.trimmingWhitespace()
+            guard let first = t.utf8.first, ConfigValidator.isASCIIAlphanumeric(first) else { continue }
+            let end = t.firstIndex { $0 == "=" || $0 == " " || $0 == "[" || $0 == "<" || $0 == ">" || $0 == "~" || $0 == "!" || $0 == ";" } ?? t.endIndex
+            out.insert(normalizedName(t[..<end]))
+        }
+        return out
+    }
+
+    /// What a resolution should prefer: the lock in use, where there is one,
+    /// and the preference pins for every package it does not hold. nil when
+    /// there is neither.
+    public static func preferences(lock: String?, pins: [String]) -> String? {
+        let held = lock.map(names) ?? []
+        let extra = pins.filter { !held.contains(normalizedName($0.split(separator: "=", maxSplits: 1)[0])) }
+        if lock == nil && extra.isEmpty { return nil }
+        var text = lock ?? ""
+        if !extra.isEmpty {
+            if !text.isEmpty && !text.hasSuffix("\n") { text += "\n" }
+            text += extra.joined(separator: "\n") + "\n"
+        }
+        return text
+    }
+
     static func problem(_ line: String) -> SandboxError {
         SandboxError.failure("the installer's lock holds a line a lock may not hold: \"\(PermissionFixer.escape(Array(line.prefix(200).utf8)))\"",
                              hint: "only name==version, name @ url, --hash= and comments are kept; nothing was installed")

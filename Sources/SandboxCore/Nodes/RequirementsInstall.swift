@@ -86,8 +86,13 @@ extension PythonEnv {
             }
             let trying = sources.filter { src in !knownBad.contains { $0.name == src.name && $0.kind == src.kind } }
             progress?("requirements: resolving \(trying.map(\.name).joined(separator: ", ")) with \(installer.name) as \(id.user.name)")
-            (lock, leftOut) = try run.resolveIsolating(trying, preferring: reresolve ? nil : currentFingerprint().flatMap { RequirementsRecord.loadLock(config, $0) },
-                                                       progress: progress)
+            var preferring: String?
+            if !reresolve {
+                let inUse = currentFingerprint().flatMap { RequirementsRecord.loadLock(config, $0) }
+                let pins = try preferredPins(installer: installer, progress: progress)
+                preferring = RequirementLock.preferences(lock: inUse, pins: pins)
+            }
+            (lock, leftOut) = try run.resolveIsolating(trying, preferring: preferring, progress: progress)
             leftOut += previous?.leftOut.filter { l in knownBad.contains { $0.name == l.node } } ?? []
             lap("resolved \(lock.packages) packages")
         }
@@ -122,6 +127,33 @@ extension PythonEnv {
         try record.write(config, lock: lock.text)
         try point(sp, at: dest, keep: previous)
         return Installed(sealed: dest, record: record, reused: false)
+    }
+
+    /// comfyui.prefer_versions' pins (a resolution keeps them where they
+    /// still fit). uv takes them as the preferences of an existing output
+    /// file; pip has no such thing, and hard constraints would fail the
+    /// resolution wherever a node needs another version: with pip they are
+    /// not used, and the progress says so.
+    func preferredPins(installer: RequirementInstaller, progress: ((String) -> Void)?) throws -> [String] {
+        guard let path = config.comfyui.preferVersions else { return [] }
+        guard case .uv = installer else {
+            progress?("requirements: comfyui.prefer_versions (\(path)) is used with uv only; pip resolves without it")
+            return []
+        }
+        // Root reads a file named by the config: no link followed, a plain
+        // file of bounded size, and only name==version lines kept.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else {
+            throw SandboxError.failure("cannot read comfyui.prefer_versions, \(path): \(Errno.current)",
+                                       hint: "write it with `comfy-sandbox import-snapshot FILE --write CONFIG`, or remove the key")
+        }
+        defer { close(fd) }
+        guard let data = RootFile.readChecked(fd, owner: nil) else {
+            throw SandboxError.failure("comfyui.prefer_versions, \(path), is not a plain file of at most 16 MiB")
+        }
+        let pins = RequirementLock.pins(String(decoding: data, as: UTF8.self))
+        progress?("requirements: preferring the \(pins.count) versions pinned in \(path) (comfyui.prefer_versions) where they fit")
+        return pins
     }
 
     /// Points the .pth at `dest` and removes every sealed set but it and `keep`.

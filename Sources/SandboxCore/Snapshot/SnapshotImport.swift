@@ -59,6 +59,9 @@ public struct SnapshotImport: Sendable, Encodable {
     /// comfyui.rev before and after; nil when the snapshot records no commit.
     public var comfyuiRev: RevMove?
     public var comfyuiNote: String?
+    /// comfyui.prefer_versions before and after: the requirements file,
+    /// when the snapshot has pins to carry.
+    public var preferVersions: RevMove?
     public var nodes: [Node] = []
     public var registryNodes: [Listed] = []
     public var fileNodes: [Listed] = []
@@ -77,7 +80,7 @@ public struct SnapshotImport: Sendable, Encodable {
 
     enum CodingKeys: String, CodingKey {
         case snapshot, format, config, target, nodes, requirements, notes
-        case comfyuiRev = "comfyui_rev", comfyuiNote = "comfyui_note"
+        case comfyuiRev = "comfyui_rev", comfyuiNote = "comfyui_note", preferVersions = "prefer_versions"
         case registryNodes = "registry_nodes", fileNodes = "file_nodes"
         case requirementsFile = "requirements_file", pipsNotCarried = "pips_not_carried"
         case pipNotes = "pip_notes", pipsRecorded = "pips_recorded"
@@ -85,7 +88,8 @@ public struct SnapshotImport: Sendable, Encodable {
 
     /// Does the new config differ from the one compared against?
     public var changesConfig: Bool {
-        comfyuiRev.map { $0.from != $0.to } == true || nodes.contains { $0.action == .add || $0.action == .change }
+        comfyuiRev.map { $0.from != $0.to } == true || preferVersions.map { $0.from != $0.to } == true
+            || nodes.contains { $0.action == .add || $0.action == .change }
     }
 }
 
@@ -276,6 +280,14 @@ public enum SnapshotImporter {
                 }
             }
         }
+        // The lock's starting point: the config names the pins file, so the
+        // first resolution prefers those versions (RequirementsInstall).
+        if !out.requirements.isEmpty {
+            out.preferVersions = .init(from: config?.comfyui.preferVersions ?? "null", to: out.requirementsFile)
+            var comfy = doc["comfyui"] ?? .object([])
+            comfy.set("prefer_versions", .string(out.requirementsFile))
+            doc.set("comfyui", comfy)
+        }
         if !snap.ignoredKeys.isEmpty {
             out.notes.append("ignored (not part of the snapshot format this reads): \(snap.ignoredKeys.map(quoted).joined(separator: ", "))")
         }
@@ -413,6 +425,9 @@ extension SnapshotImport {
         } else if let comfyuiNote {
             out.append("  = comfyui.rev: \(comfyuiNote)")
         }
+        if let p = preferVersions {
+            out.append(p.from == p.to ? "  = comfyui.prefer_versions \(shown(p.to))" : "  ~ comfyui.prefer_versions: \(shown(p.from)) -> \(shown(p.to))")
+        }
         for n in nodes {
             let at = n.index.map { "custom_nodes[\($0)] " } ?? ""
             switch n.action {
@@ -453,7 +468,7 @@ extension SnapshotImport {
             out.append("pips: no name==version pins, so no \(SnapshotImporter.requirementsName) is written")
         } else {
             let whither = target == nil ? "for \(requirementsFile) (written with --write)" : "-> \(requirementsFile)"
-            out.append("pips: \(requirements.count) name==version pins \(whither), for the requirements lock to start from; the lock (state_dir/requirements) does not read it yet")
+            out.append("pips: \(requirements.count) name==version pins \(whither), named by comfyui.prefer_versions: a requirements resolution with no lock of its own keeps these versions where they fit (uv)")
             for n in pipNotes { out.append("  note: \(n)") }
             if !pipsNotCarried.isEmpty {
                 out.append("  not carried over:")
