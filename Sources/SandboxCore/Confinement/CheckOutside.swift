@@ -192,6 +192,7 @@ extension SandboxCheck {
             _ = ChildExit.wait(relay)
             relayPid = nil
         }
+        session.stopEgressProxy()
         // Quiet: what it kills here is the check's own fixture (below).
         Launcher.killLeftovers(quiet: true)
         // The inside left a sleeper (setsid, double fork) and a zombie
