@@ -199,4 +199,73 @@ struct EgressTests {
         // The proxy is gone with the session.
         #expect(World.processes(withArgument: ["egress-proxy"]).isEmpty)
     }
+
+    @Test("check-sandbox with launcher.egress: the allowed host is allowed, SNI mismatch, an unlisted host, an IP literal, 169.254.169.254 and a name resolving to 127.0.0.1 are refused", .requiresRoot)
+    func checkSandbox() throws {
+        let w = try LauncherWorld()
+        var launcher = w.config["launcher"] as! [String: Any]
+        launcher["egress"] = ["allowed.test"]
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        mkdir(w.world.state, 0o755)
+        let net = try FakeInternet(world: w.world, table: ["allowed.test": [Self.web]], certNames: ["allowed.test"], caDirectory: w.models)
+        defer { net.teardown() }
+        let r = try w.world.run(net.argv([World.binary, "check-sandbox", "--json"]), environment: ["COMFY_SANDBOX_CONFIG": w.world.configPath])
+        #expect(r.status == 0, "\(r.stdoutText) \(r.stderrText)")
+        let report = try #require(try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any])
+        let rows = (report["results"] as? [[String: Any]]) ?? []
+        func row(_ attempt: String, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            let found = rows.first { $0["attempt"] as? String == attempt }
+            #expect(found?["pass"] as? Bool == true && (found?["result"] as? String)?.contains(fragment) == true, "\(attempt): \(String(describing: found))",
+                    sourceLocation: sourceLocation)
+        }
+        row("egress: CONNECT allowed.test:443 (on launcher.egress)", "allowed, connected")
+        row("egress: TLS to allowed.test with SNI comfy-sandbox-check.invalid", "closed before a byte went on")
+        row("egress: CONNECT comfy-sandbox-check.invalid:443 (not on the list)", "is not in launcher.egress")
+        row("egress: CONNECT 1.1.1.1:443 (an IP literal)", "is an IP address")
+        row("egress: GET http://169.254.169.254/latest/meta-data/ (cloud metadata)", "is an IP address")
+        row("egress: CONNECT localhost:443 (resolves to 127.0.0.1; on the check's list)", "localhost resolves to")
+        row("egress: TCP 1.1.1.1:3128 directly, without the proxy", "refused")
+        let log = (try? String(contentsOfFile: w.world.state + "/launcher.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("egress refused CONNECT allowed.test:443 address=203.0.113.10") && log.contains("comfy-sandbox-check.invalid"), "\(log)")
+    }
+
+    @Test("without launcher.egress nothing listens on 127.0.0.1:3128 and HF_HUB_OFFLINE is set; status shows the list", .requiresRoot)
+    func withoutList() throws {
+        let w = try LauncherWorld()
+        let r = try w.python("""
+            s = socket.socket()
+            try:
+                s.connect(('127.0.0.1', 3128)); report(True, 'connected')
+            except OSError as e:
+                report(False, errno.errorcode.get(e.errno, e.errno))
+            print('PROXY', os.environ.get('HTTPS_PROXY'), os.environ.get('HF_HUB_OFFLINE'))
+            """)
+        #expect(r.stdoutText.contains("BLOCKED ") && r.stdoutText.contains("PROXY None 1"), "\(r.stdoutText) \(r.stderrText)")
+        let none = try w.world.comfy(["status"])
+        #expect(none.stdoutText.contains("none: loopback only (launcher.egress is empty)"), "\(none.stdoutText)")
+        var launcher = w.config["launcher"] as! [String: Any]
+        launcher["egress"] = ["api.comfy.org", "*.huggingface.co", "huggingface.co", "llm.example.com:8443"]
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        let listed = try w.world.comfy(["status"])
+        #expect(listed.stdoutText.contains("only to: api.comfy.org:443,80, *.huggingface.co:443,80, huggingface.co:443,80, llm.example.com:8443"),
+                "\(listed.stdoutText)")
+        #expect(listed.stdoutText.contains("HF_HUB_OFFLINE unset (huggingface.co is listed)"))
+    }
+
+    @Test("under the systemd unit (unprivileged) a launcher with launcher.egress refuses to start, naming why", .requiresRoot)
+    func unprivilegedRefuses() throws {
+        let w = try LauncherWorld()
+        var launcher = w.config["launcher"] as! [String: Any]
+        launcher["egress"] = ["api.comfy.org"]
+        w.config["launcher"] = launcher
+        try w.world.writeConfig(w.config)
+        let uid = try #require(w.world.uid("comfyui_sandbox")), gid = try #require(w.world.gid("comfyui_sandbox"))
+        chmod(w.world.configPath, 0o644)
+        let inner = "ip link set lo up && exec setpriv --reuid=\(uid) --regid=\(gid) --clear-groups --inh-caps=-all --bounding-set=-all \(World.binary) run --config \(w.world.configPath) -- /bin/true"
+        let r = try w.world.run(["unshare", "--net", "sh", "-c", inner])
+        #expect(r.status == 1, "\(r.stderrText)")
+        #expect(r.stderrText.contains("launcher.egress lists 1 service(s), but this launcher runs unprivileged"), "\(r.stderrText)")
+    }
 }
