@@ -110,6 +110,7 @@ struct half {
     int pipe_r, pipe_w;
     size_t pending;   // bytes sitting in the pipe
     int reading;      // `from` has not reached EOF yet
+    int64_t moved;    // bytes delivered to `to`
 };
 
 static int half_step(struct half *h, short from_rev, short to_rev) {
@@ -121,13 +122,17 @@ static int half_step(struct half *h, short from_rev, short to_rev) {
     }
     if (h->pending && (to_rev & (POLLOUT | POLLERR | POLLHUP))) {
         ssize_t n = splice(h->pipe_r, NULL, h->to, NULL, h->pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0) h->pending -= (size_t)n;
+        if (n > 0) { h->pending -= (size_t)n; h->moved += n; }
         else if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
     }
     return 0;
 }
 
 int cs_relay_splice(int a, int b, int linger_ms) {
+    return cs_relay_splice_counted(a, b, -1, linger_ms, NULL, NULL);
+}
+
+int cs_relay_splice_counted(int a, int b, int idle_ms, int linger_ms, int64_t *a_to_b, int64_t *b_to_a) {
     int p1[2], p2[2];
     if (pipe2(p1, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
     if (pipe2(p2, O_CLOEXEC | O_NONBLOCK) != 0) { close(p1[0]); close(p1[1]); return -1; }
@@ -137,7 +142,7 @@ int cs_relay_splice(int a, int b, int linger_ms) {
     // the other direction (a WebSocket talks both ways at once).
     (void)fcntl(a, F_SETFL, fcntl(a, F_GETFL) | O_NONBLOCK);
     (void)fcntl(b, F_SETFL, fcntl(b, F_GETFL) | O_NONBLOCK);
-    struct half ab = { a, b, p1[0], p1[1], 0, 1 }, ba = { b, a, p2[0], p2[1], 0, 1 };
+    struct half ab = { a, b, p1[0], p1[1], 0, 1, 0 }, ba = { b, a, p2[0], p2[1], 0, 1, 0 };
     int shut_b = 0, shut_a = 0, rc = 0;
     const size_t cap = 1 << 20;
     while (ab.reading || ab.pending || ba.reading || ba.pending) {
@@ -149,8 +154,8 @@ int cs_relay_splice(int a, int b, int linger_ms) {
         // quiet before the relay gives up on it: a peer that never closes
         // must not hold the connection (and its thread) for ever.
         int half_closed = (!ab.reading && !ab.pending) || (!ba.reading && !ba.pending);
-        int n = poll(fds, 2, half_closed ? linger_ms : -1);
-        if (n == 0) break;
+        int n = poll(fds, 2, half_closed ? linger_ms : idle_ms);
+        if (n == 0) { rc = half_closed ? 0 : 1; break; }
         if (n < 0) {
             if (errno == EINTR) continue;
             rc = -1;
@@ -170,6 +175,8 @@ int cs_relay_splice(int a, int b, int linger_ms) {
     }
     int saved = errno;
     close(p1[0]); close(p1[1]); close(p2[0]); close(p2[1]);
+    if (a_to_b) *a_to_b = ab.moved;
+    if (b_to_a) *b_to_a = ba.moved;
     errno = saved;
     return rc;
 }
@@ -350,6 +357,41 @@ int cs_loopback_up(void) {
     close(s);
     errno = saved;
     return rc;
+}
+
+// MARK: a listening socket in another network namespace
+
+struct netns_listen { int netns_fd; uint16_t port; int fd; int err; };
+
+static void *listen_in_netns_thread(void *p) {
+    struct netns_listen *l = p;
+    // setns(CLONE_NEWNET) moves only this thread, which ends right after:
+    // the launcher's other threads stay in the host's namespace.
+    if (setns(l->netns_fd, CLONE_NEWNET) != 0) { l->err = errno; return NULL; }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) { l->err = errno; return NULL; }
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(l->port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 128) != 0) {
+        l->err = errno;
+        close(fd);
+        return NULL;
+    }
+    l->fd = fd;
+    return NULL;
+}
+
+int cs_listen_in_netns(int netns_fd, uint16_t port) {
+    struct netns_listen l = { netns_fd, port, -1, 0 };
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, listen_in_netns_thread, &l);
+    if (rc != 0) { errno = rc; return -1; }
+    pthread_join(t, NULL);
+    if (l.fd < 0) errno = l.err ? l.err : EIO;
+    return l.fd;
 }
 
 // MARK: descendants

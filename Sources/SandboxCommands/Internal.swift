@@ -9,7 +9,7 @@ public struct Internal: ParsableCommand {
         commandName: "__internal",
         abstract: "Entry points comfy-sandbox runs of itself.",
         shouldDisplay: false,
-        subcommands: [RelayCommand.self, CheckInside.self, InstallProbe.self, InternalHash.self, KernelProbe.self]
+        subcommands: [RelayCommand.self, EgressProxyCommand.self, CheckInside.self, InstallProbe.self, InternalHash.self, KernelProbe.self]
     )
     public init() {}
 
@@ -33,6 +33,26 @@ public struct Internal: ParsableCommand {
             }
             let door = UIDoor(allowedUIDs: allowAnyone ? nil : Set(allowUIDs), authorities: Set(names), csp: csp)
             Relay.serve(listenFD: listenFD, diagFD: diagFD, targetPort: targetPort, door: door)
+        }
+    }
+
+    /// The egress proxy; runs as nobody in the host's network namespace with
+    /// its listening socket (made in the sandbox's namespace) as fd 3 and
+    /// launcher.log as fd 4.
+    public struct EgressProxyCommand: ParsableCommand {
+        public static let configuration = CommandConfiguration(commandName: "egress-proxy", shouldDisplay: false)
+        @Option(name: .customLong("allow")) public var allow: [String] = []
+        @Option(name: .customLong("listen-fd")) public var listenFD: Int32 = 3
+        @Option(name: .customLong("log-fd")) public var logFD: Int32 = 4
+        public init() {}
+        public func run() throws {
+            let rules = try allow.map { text in
+                switch Egress.Rule.parse(text) {
+                case .success(let r): return r
+                case .failure(let e): throw ValidationError("--allow \(e.message)")
+                }
+            }
+            EgressProxy.serve(listenFD: listenFD, logFD: logFD, rules: rules)
         }
     }
 

@@ -64,14 +64,15 @@ public struct Launch: ParsableCommand {
         let spec = SpawnSpec(path: argv[0], arguments: argv, environment: session.environment,
                              workingDirectory: session.workingDirectory, newSession: true, confinement: session.confinement)
         let pid = try spec.spawn()
-        var companions: [pid_t] = []
+        var companions = session.companions
         if let listening, let door {
             do {
-                companions.append(try Relay.spawn(listening: listening, diag: diag, door: door, targetPort: port,
-                                                  networkNamespace: session.confinement.networkNamespace, config: config))
+                companions[try Relay.spawn(listening: listening, diag: diag, door: door, targetPort: port,
+                                           networkNamespace: session.confinement.networkNamespace, config: config)] = "the relay"
             } catch {
                 kill(pid, SIGTERM)
                 _ = ChildExit.wait(pid)
+                session.stopEgressProxy()
                 Launcher.killLeftovers()
                 throw error
             }
@@ -79,7 +80,11 @@ public struct Launch: ParsableCommand {
         } else {
             printError("comfy-sandbox: ComfyUI listens on http://\(IPEndpoint.urlAuthority(config.launcher.listen, Int(port)))/ (launcher.network = host)")
         }
+        if !config.launcher.egress.isEmpty && config.launcher.network == .loopbackOnly {
+            printError("comfy-sandbox: egress proxy on 127.0.0.1:\(Egress.proxyPort) inside the sandbox for \(config.launcher.egress.joined(separator: ", ")); connections are logged to \(LauncherPidFile.logPath(config))")
+        }
         let (exit, stopSignal) = Launcher.supervised(main: pid, companions: companions, throughInit: session.confinement.root != nil)
+        session.companionsReaped()
         session.cleanup()
         LauncherPidFile.remove(config)
         printError("comfy-sandbox: ComfyUI exited (\(exit.code))")

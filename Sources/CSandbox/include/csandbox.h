@@ -78,6 +78,12 @@ int cs_new_loopback_netns(void);
 /// and returns an fd for it (-1 and errno on failure). For a thread that
 /// ends right after; the caller needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
 int cs_loopback_netns_here(void);
+/// A TCP socket listening on 127.0.0.1:`port` inside the network namespace
+/// `netns_fd` (close-on-exec; -1 and errno on failure). Made on a thread of
+/// its own that joins the namespace and ends: a socket keeps the namespace it
+/// was made in, so the launcher (root, in the host's) can hand it to the
+/// egress proxy, which serves it from the host's side. Needs CAP_SYS_ADMIN.
+int cs_listen_in_netns(int netns_fd, uint16_t port);
 
 // MARK: the constructed root (Sources/CSandbox/root.c)
 /// open_tree(dirfd, path, OPEN_TREE_CLONE|AT_EMPTY_PATH|AT_SYMLINK_NOFOLLOW
@@ -289,6 +295,11 @@ int cs_probe_int80_getpid(void);
 /// directions reached EOF (half-closes passed on), or, once one has, the
 /// other is quiet for `linger_ms`. 0, or -1 on an error.
 int cs_relay_splice(int a, int b, int linger_ms);
+/// cs_relay_splice with an idle limit (`idle_ms`, -1: none: while both
+/// directions are open, no byte for that long ends it, returning 1) and the
+/// bytes delivered each way (either pointer may be NULL). The egress proxy's
+/// tunnels: it logs how much went each way.
+int cs_relay_splice_counted(int a, int b, int idle_ms, int linger_ms, int64_t *a_to_b, int64_t *b_to_a);
 /// Moves bytes one way with splice(2): `limit` of them (-1: until `from`
 /// ends). Returns 0 when done (*moved says how many went; fewer than `limit`
 /// when `from` ended first), 1 when `watch` (-1: none) showed one of

@@ -185,6 +185,10 @@ public struct Config: Codable, Equatable, Sendable {
         public var uiHosts: [String] = []
         /// The Content-Security-Policy the relay puts on every response; "" for none.
         public var uiCSP: String = Launcher.defaultCSP
+        /// The services a loopback-only sandbox may reach through the egress
+        /// proxy: `host`, `*.host` (subdomains only), optionally `:port`
+        /// (else 443 and 80). Empty: loopback only.
+        public var egress: [String] = []
         public init() {}
 
         /// Scripts, styles, images, fonts, media, workers, connections

@@ -321,6 +321,7 @@ extension Config.Launcher {
         case uiUsers = "ui_users"
         case uiHosts = "ui_hosts"
         case uiCSP = "ui_csp"
+        case egress
     }
     public init(from decoder: any Decoder) throws {
         let c = try StrictContainer(decoder, CodingKeys.self)
@@ -339,6 +340,7 @@ extension Config.Launcher {
         uiUsers = try c(.uiUsers, default: uiUsers)
         uiHosts = try c(.uiHosts, default: uiHosts)
         uiCSP = try c(.uiCSP, default: uiCSP)
+        egress = try c(.egress, default: egress)
     }
 }
 

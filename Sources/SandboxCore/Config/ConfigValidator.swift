@@ -194,6 +194,25 @@ public enum ConfigValidator {
         if l.uiCSP.utf8.contains(where: { $0 < 0x20 || $0 > 0x7e }) || l.uiCSP.utf8.count > 4096 {
             bad("launcher.ui_csp", "must be one line of printable ASCII (at most 4096 characters), or \"\" for none")
         }
+        for (i, entry) in l.egress.enumerated() {
+            switch Egress.Rule.parse(entry) {
+            case .failure(let e): bad("launcher.egress[\(i)]", e.message)
+            case .success(let rule) where !rule.host.contains(".") && rule.wildcard:
+                bad("launcher.egress[\(i)]", "\"\(entry)\" would allow a whole top-level domain; name the service's own domain (*.example.com)")
+            case .success(let rule) where !rule.host.contains("."):
+                bad("launcher.egress[\(i)]", "\"\(entry)\" is a single label: it names something on this network (localhost, a LAN host), not a service; use its full name")
+            default: break
+            }
+        }
+        if !l.egress.isEmpty {
+            if l.network == .host {
+                bad("launcher.egress", "lists \(l.egress.count) service(s), but launcher.network is host, which reaches everything anyway; use loopback-only with the list, or empty it")
+            }
+            let ports = [l.port] + l.instances.map(\.port)
+            if ports.contains(Int(Egress.proxyPort)) {
+                bad("launcher.port", "\(Egress.proxyPort) is where the egress proxy listens inside the sandbox when launcher.egress is set; pick another port")
+            }
+        }
 
         // Models
         if let cache = c.models.hfCache { checkAbsolute(cache, "models.hf_cache", &out) }

@@ -109,7 +109,8 @@ extension SandboxCheck {
                           hostListenerPort: hostPort, setuidCopy: copied ? setuidCopy : nil, primaryHomeFile: secret,
                           modelsPath: config.shares.first { $0.name == "models" }?.path,
                           writablePaths: writable, comfyPath: config.comfyui.path, tempDir: session.tempDir,
-                          landlockABI: config.launcher.landlock == .off ? nil : session.landlock?.abi ?? 0, foreignPid: foreign)
+                          landlockABI: config.launcher.landlock == .off ? nil : session.landlock?.abi ?? 0, foreignPid: foreign,
+                          egress: config.launcher.egress)
         // The constructed root's attacks: what is on the host for the inside
         // to (fail to) see: the host's process count, a process whose argv
         // holds a secret, a file in the host's /dev/shm.
@@ -192,6 +193,7 @@ extension SandboxCheck {
             _ = ChildExit.wait(relay)
             relayPid = nil
         }
+        session.stopEgressProxy()
         // Quiet: what it kills here is the check's own fixture (below).
         Launcher.killLeftovers(quiet: true)
         // The inside left a sleeper (setsid, double fork) and a zombie

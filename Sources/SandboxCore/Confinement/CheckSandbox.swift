@@ -42,6 +42,9 @@ public enum SandboxCheck {
         public var landlockABI: Int? = nil
         /// A process of the sandbox user outside the sandbox (signal scoping).
         public var foreignPid: Int32? = nil
+        /// launcher.egress (nil or empty: no proxy). The check's own proxy
+        /// also has `localhost` on its list (Launcher.prepare).
+        public var egress: [String]? = nil
     }
 
     /// One row of the table.
@@ -284,6 +287,7 @@ public enum SandboxCheck {
                 return (n > 0 ? n : -1, n > 0 ? 0 : ECONNREFUSED)
             })
         }
+        if loopbackOnly { r += egressAttacks(f) }
         r.append(needs(blocked("bind a port other than launcher.port") {
             tcp(loopbackOnly ? "127.0.0.1" : f.listen, f.port == 65535 ? 65534 : f.port + 1, bindOnly: true)
         }, abi: 4, feature: "TCP bind/connect rules", f))
@@ -346,6 +350,103 @@ public enum SandboxCheck {
             unlink(file)
             return (fd >= 0, fd >= 0 ? "ok" : "refused: \(Errno(e))")
         }
+        return r
+    }
+
+    // MARK: egress
+
+    /// Sends `head` to the egress proxy; the status line and body of its
+    /// answer ("" when it closed without one), and the still open socket
+    /// after a 200 (the caller closes it).
+    static func askProxy(_ head: String) -> (status: Int, text: String, socket: Int32) {
+        guard let endpoint = IPEndpoint(host: "127.0.0.1", port: Egress.proxyPort) else { return (-1, "", -1) }
+        let fd = endpoint.streamSocket()
+        guard fd >= 0 else { return (-1, "socket: \(Errno.current)", -1) }
+        guard endpoint.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
+            let err = Errno.current
+            close(fd)
+            return (-1, "cannot connect to the proxy: \(err)", -1)
+        }
+        writeAll(fd, Array(head.utf8))
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while data.count < 16384 {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 15_000) > 0 else { break }
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            data += chunk[..<n]
+            if let end = Relay.headEnd(data, from: 0), data[..<end].starts(with: Array("HTTP/1.1 200".utf8)) { break }
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let status = text.hasPrefix("HTTP/1.1 ") ? Int(text.dropFirst(9).prefix(3)) ?? -1 : -1
+        let body = text.split(separator: "\r\n\r\n", maxSplits: 1).dropFirst().first.map { $0.trimmingWhitespaceAndNewlines() } ?? ""
+        if status == 200 { return (200, "200", fd) }
+        close(fd)
+        return (status, status < 0 ? "closed without an answer" : "\(status) \(body)", -1)
+    }
+
+    /// A ClientHello naming `serverName` (TLS 1.3 shaped, one suite, SNI
+    /// only): enough for the proxy to judge; no server would finish it.
+    static func clientHello(serverName: String) -> [UInt8] {
+        let name = Array(serverName.utf8)
+        let entry: [UInt8] = [0, UInt8(name.count >> 8), UInt8(name.count & 0xff)] + name
+        let list: [UInt8] = [UInt8(entry.count >> 8), UInt8(entry.count & 0xff)] + entry
+        let ext: [UInt8] = [0, 0, UInt8(list.count >> 8), UInt8(list.count & 0xff)] + list
+        let body: [UInt8] = [3, 3] + (0..<32).map { _ in UInt8.random(in: 0...255) } + [0, 0, 2, 0x13, 0x01, 1, 0]
+            + [UInt8(ext.count >> 8), UInt8(ext.count & 0xff)] + ext
+        let hs: [UInt8] = [1, 0, UInt8(body.count >> 8), UInt8(body.count & 0xff)] + body
+        return [22, 3, 1, UInt8(hs.count >> 8), UInt8(hs.count & 0xff)] + hs
+    }
+
+    /// launcher.egress from inside: nothing at 127.0.0.1:3128 without a
+    /// list; with one, an allowed host is not refused by the list (reached,
+    /// or "not reachable from here"), and a host not listed, an IP literal,
+    /// 169.254.169.254, a name resolving to 127.0.0.1 and an SNI that is not
+    /// the CONNECT host are each refused for that reason.
+    static func egressAttacks(_ f: Facts) -> [Result] {
+        let rules = Egress.rules(f.egress ?? [])
+        guard !rules.isEmpty else {
+            return [blocked("connect to 127.0.0.1:\(Egress.proxyPort) (no egress proxy: launcher.egress is empty)") { tcp("127.0.0.1", Egress.proxyPort, bindOnly: false) }]
+        }
+        var r: [Result] = []
+        func refused(_ attempt: String, _ head: String, because reason: String) {
+            let a = askProxy(head)
+            if a.socket >= 0 { close(a.socket) }
+            r.append(Result(attempt, expected: "refused: \(reason)", result: a.text, pass: (a.status == 403 || a.status == 400) && a.text.contains(reason)))
+        }
+        // An allowed host: the first exact entry, else a name under the first wildcard.
+        let pick = rules.first { !$0.wildcard } ?? rules[0]
+        let host = pick.wildcard ? "www." + pick.host : pick.host
+        let port = pick.ports.contains(443) ? 443 : pick.ports[0]
+        let allowed = askProxy("CONNECT \(host):\(port) HTTP/1.1\r\nHost: \(host):\(port)\r\n\r\n")
+        let listed = allowed.status == 200 || allowed.status == 502
+        r.append(Result("egress: CONNECT \(host):\(port) (on launcher.egress)", expected: "allowed by the list",
+                        result: allowed.status == 200 ? "allowed, connected" : allowed.status == 502 ? "allowed by the list; not reachable from here (\(allowed.text))" : allowed.text,
+                        pass: listed))
+        // The SNI check needs the allowed host reachable: with a 200, a
+        // ClientHello naming another server must end the tunnel unanswered.
+        if allowed.status == 200 {
+            writeAll(allowed.socket, clientHello(serverName: "comfy-sandbox-check.invalid"))
+            var p = pollfd(fd: allowed.socket, events: Int16(POLLIN), revents: 0)
+            var byte: UInt8 = 0
+            let closed = poll(&p, 1, 15_000) > 0 && read(allowed.socket, &byte, 1) <= 0
+            r.append(Result("egress: TLS to \(host) with SNI comfy-sandbox-check.invalid", expected: "tunnel closed",
+                            result: closed ? "closed before a byte went on" : "the tunnel stayed open", pass: closed))
+            close(allowed.socket)
+        } else {
+            if allowed.socket >= 0 { close(allowed.socket) }
+            r.append(Result("egress: TLS to \(host) with SNI comfy-sandbox-check.invalid", expected: "tunnel closed",
+                            result: "not tried: \(host) is not reachable from here (the SNI check is in the egress tests)", pass: listed))
+        }
+        refused("egress: CONNECT comfy-sandbox-check.invalid:443 (not on the list)", "CONNECT comfy-sandbox-check.invalid:443 HTTP/1.1\r\n\r\n",
+                because: "is not in launcher.egress")
+        refused("egress: CONNECT 1.1.1.1:443 (an IP literal)", "CONNECT 1.1.1.1:443 HTTP/1.1\r\n\r\n", because: "is an IP address")
+        refused("egress: GET http://169.254.169.254/latest/meta-data/ (cloud metadata)",
+                "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n", because: "is an IP address")
+        refused("egress: CONNECT localhost:443 (resolves to 127.0.0.1; on the check's list)", "CONNECT localhost:443 HTTP/1.1\r\n\r\n",
+                because: "resolves to")
+        r.append(blocked("egress: TCP 1.1.1.1:\(Egress.proxyPort) directly, without the proxy") { tcp("1.1.1.1", Egress.proxyPort, bindOnly: false) })
         return r
     }
 

@@ -49,6 +49,9 @@ public enum Launcher {
         public var seccompOn: Bool
         public var notes: [String] = []
         public var workingDirectory: String
+        /// The egress proxy's pid while it runs (launcher.egress): a
+        /// companion of the session, ended with it.
+        public internal(set) var egressProxy: pid_t?
 
         init(config: Config, confinement: Confinement, environment: [String: String], tempDir: String, removeTempDir: Bool,
              gpu: GPUSelection, landlock: Landlock.Summary?, seccompOn: Bool, workingDirectory: String) {
@@ -63,8 +66,24 @@ public enum Launcher {
             self.workingDirectory = workingDirectory
         }
 
+        /// What `Launcher.supervised` must stop and reap with the session,
+        /// and what to call each when it dies early.
+        public var companions: [pid_t: String] { egressProxy.map { [$0: "the egress proxy"] } ?? [:] }
+
+        /// Ends the egress proxy (SIGTERM, then reaped). Safe to call twice.
+        public func stopEgressProxy() {
+            guard let pid = egressProxy else { return }
+            egressProxy = nil
+            kill(pid, SIGTERM)
+            _ = ChildExit.wait(pid)
+        }
+
+        /// `supervised` has stopped and reaped the companions.
+        public func companionsReaped() { egressProxy = nil }
+
         /// Removes the per-run RAM temp. Safe to call twice.
         public func cleanup() {
+            stopEgressProxy()
             if removeTempDir { FileTree.removeTree(tempDir) }
             // Empty once the init has exited (the kernel ends every process
             // of its PID namespace first); a live session's stays (rmdir fails).
@@ -185,6 +204,14 @@ public enum Launcher {
         if let note = gpu.note { notes.append(note) }
 
         // Network: loopback-only gets its own namespace with only `lo`.
+        let egress = config.launcher.network == .loopbackOnly && !config.launcher.egress.isEmpty
+        if egress && !privileged {
+            // The proxy must stand in the host's namespace; under the unit's
+            // PrivateNetwork=yes there is no way out to serve it from.
+            FileTree.removeTree(temp)
+            throw SandboxError.failure("launcher.egress lists \(config.launcher.egress.count) service(s), but this launcher runs unprivileged (the systemd unit, PrivateNetwork=yes) and has no way out for the egress proxy",
+                                       hint: "start it as root (`comfy-sandbox start`), or empty launcher.egress to run under the unit loopback-only")
+        }
         if config.launcher.network == .loopbackOnly && !privileged {
             // Unprivileged (the systemd unit's PrivateNetwork=yes): the
             // namespace we are in must already be loopback-only.
@@ -194,7 +221,7 @@ public enum Launcher {
                 throw SandboxError.failure("launcher.network is loopback-only, but this unprivileged launcher sees the interfaces \(names) and cannot make a namespace",
                                            hint: "start it as root, or under the systemd unit (PrivateNetwork=yes)")
             }
-        } else if config.launcher.network == .loopbackOnly && (purpose == .run || purpose == .shell) {
+        } else if config.launcher.network == .loopbackOnly && (purpose == .run || purpose == .shell) && !egress {
             // Nothing else joins it (no relay): made ahead on run's second
             // thread (prepareAhead), else by the child itself.
             if let fd = loopbackNamespace.take(replacingWith: -1), fd >= 0 {
@@ -203,7 +230,10 @@ public enum Launcher {
                 confinement.newLoopbackNetwork = true
             }
         } else if config.launcher.network == .loopbackOnly {
-            let fd = cs_new_loopback_netns()
+            // Made up front: the relay or the egress proxy's socket joins it.
+            // `run` with egress may have made it ahead already.
+            let ahead = loopbackNamespace.take(replacingWith: -1) ?? -1
+            let fd = ahead >= 0 ? ahead : cs_new_loopback_netns()
             guard fd >= 0 else {
                 FileTree.removeTree(temp)
                 throw SandboxError.failure("cannot create the loopback-only network namespace: \(Errno.current)",
@@ -274,6 +304,25 @@ public enum Launcher {
                               gpu: gpu, landlock: summary, seccompOn: config.launcher.seccomp, workingDirectory: cwd)
         session.notes = notes
         session.tempLock = tempLock
+        if egress, let netns = session.confinement.networkNamespace {
+            // Last, once nothing above can fail: a running proxy is a process
+            // to end, which `cleanup` (and `supervised`) then do.
+            do {
+                var rules = Egress.rules(config.launcher.egress)
+                // check-sandbox only: `localhost` on the list, so that its
+                // "name resolving to 127.0.0.1" is refused by the address
+                // check and not merely by the list.
+                if purpose == .check { rules.append(Egress.Rule(host: "localhost", wildcard: false, ports: Egress.defaultPorts)) }
+                let listening = try EgressProxy.listenInside(netns.raw)
+                let (log, logNote) = EgressProxy.openLog(config)
+                if let logNote { session.notes.append(logNote) }
+                session.egressProxy = try EgressProxy.spawn(listening: listening, log: log, rules: rules, config: config)
+            } catch {
+                session.cleanup()
+                throw error
+            }
+            mark("egress proxy")
+        }
         return session
     }
 
@@ -303,13 +352,17 @@ public enum Launcher {
     }
 
     /// The port policy: bind only on launcher.port. In loopback-only mode
-    /// connect is also limited to launcher.port: the namespace holds nothing
+    /// connect is also limited to launcher.port (and the egress proxy's
+    /// port when launcher.egress is set): the namespace holds nothing
     /// else worth reaching, and if the namespace were ever escaped this still
     /// keeps TCP connects to the host's services closed. In host mode connect
     /// is not handled (ComfyUI and nodes may fetch over the network).
     static func netPolicy(_ config: Config) -> Landlock.NetPolicy {
         let port = UInt16(clamping: config.launcher.port)
         switch config.launcher.network {
+        case .loopbackOnly where !config.launcher.egress.isEmpty:
+            // And the egress proxy's port (127.0.0.1:3128 in the namespace).
+            return Landlock.NetPolicy(bindPorts: [port], connectPorts: [port, Egress.proxyPort])
         case .loopbackOnly: return Landlock.NetPolicy(bindPorts: [port], connectPorts: [port])
         case .host: return Landlock.NetPolicy(bindPorts: [port], connectPorts: nil)
         }
@@ -436,7 +489,24 @@ public enum Launcher {
             "DO_NOT_TRACK": "1",
         ]) { _, launcher in launcher }
         if let cache = config.models.hfCache { env["HF_HUB_CACHE"] = cache }
-        if config.launcher.network == .loopbackOnly { env["HF_HUB_OFFLINE"] = "1" }
+        if config.launcher.network == .loopbackOnly {
+            let rules = Egress.rules(config.launcher.egress)
+            if !rules.isEmpty {
+                // The egress proxy. Lowercase too: curl reads only
+                // http_proxy (never HTTP_PROXY, a CGI hazard), and wget, git
+                // and Python read either. ALL_PROXY names the same HTTP proxy
+                // (no SOCKS is offered); loopback stays direct.
+                for name in ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"] {
+                    env[name] = Egress.proxyURL
+                    env[name.lowercased()] = Egress.proxyURL
+                }
+                env["NO_PROXY"] = "localhost,127.0.0.1"
+                env["no_proxy"] = "localhost,127.0.0.1"
+            }
+            // Hugging Face's hub stays offline unless the list lets it reach
+            // huggingface.co: otherwise every lookup would wait for a timeout.
+            if !Egress.allowsHuggingFace(rules) { env["HF_HUB_OFFLINE"] = "1" }
+        }
         if Paths.isExecutableFile(config.venvPath + "/bin/python") {
             env["VIRTUAL_ENV"] = config.venvPath
             path = config.venvPath + "/bin:" + path

@@ -21,7 +21,7 @@ extension Launcher {
     /// it (and to `companions`, which are stopped when `main` ends). With a
     /// `terminal`, window-size changes are passed to its pty, and the
     /// operator's terminal gets its settings back as soon as `main` ends.
-    public static func supervise(main: pid_t, companions: [pid_t] = [], throughInit: Bool = false,
+    public static func supervise(main: pid_t, companions: [pid_t: String] = [:], throughInit: Bool = false,
                                  terminal: OperatorTerminal? = nil) -> ChildExit {
         supervised(main: main, companions: companions, throughInit: throughInit, terminal: terminal).exit
     }
@@ -32,12 +32,14 @@ extension Launcher {
     /// `throughInit`: `main` is the init of a constructed root, which exits
     /// with 128+N when the program died of signal N (a PID 1 cannot die of
     /// it itself): that is read back as the signal.
-    public static func supervised(main: pid_t, companions: [pid_t] = [], throughInit: Bool = false,
+    /// `companions`: the relay, the egress proxy, each with what to call it
+    /// when it dies before `main`.
+    public static func supervised(main: pid_t, companions: [pid_t: String] = [:], throughInit: Bool = false,
                                   terminal: OperatorTerminal? = nil) -> (exit: ChildExit, stopSignal: Int32?) {
         var stopSignal: Int32?
         let sigs = forwarded + [SIGCHLD] + (terminal?.mode == .pty ? [SIGWINCH] : [])
         var exit: ChildExit?
-        var alive = Set(companions)
+        var alive = Set(companions.keys)
         while exit == nil {
             // Reap every child that has ended: `main`, a companion, or an
             // orphan of the session reparented to us (we are its subreaper,
@@ -48,7 +50,8 @@ extension Launcher {
                     exit = cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
                     if throughInit, case .exited(let code) = exit!, code > 128, code < 128 + 65 { exit = .signaled(code - 128) }
                 } else if alive.remove(pid) != nil {
-                    printError("comfy-sandbox: the relay (pid \(pid)) exited; the UI is no longer served")
+                    let what = companions[pid] ?? "a companion"
+                    printError("comfy-sandbox: \(what) (pid \(pid)) exited" + (what == "the relay" ? "; the UI is no longer served" : ""))
                 }
             }
             if exit != nil { break }
@@ -95,7 +98,8 @@ extension Launcher {
         spec.controllingTerminal = terminal?.mode == .pty
         let pid = try spec.spawn()
         terminal?.started()
-        return supervise(main: pid, throughInit: session.confinement.root != nil, terminal: terminal)
+        defer { session.companionsReaped() }
+        return supervise(main: pid, companions: session.companions, throughInit: session.confinement.root != nil, terminal: terminal)
     }
 }
 

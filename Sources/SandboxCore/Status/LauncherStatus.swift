@@ -30,7 +30,10 @@ public enum LauncherStatus {
                              "enforced: files (system r-x, /etc r, Python+venv r-x, ComfyUI r-x, shares per access, home+RAM temp+/dev/shm rw, no exec where writable)"]
                 if abi >= 2 { parts.append("REFER") }
                 if abi >= 3 { parts.append("TRUNCATE") }
-                if abi >= 4 { parts.append("TCP bind only :\(l.port)" + (l.network == .loopbackOnly ? ", connect only :\(l.port)" : "")) }
+                if abi >= 4 {
+                    let connect = l.egress.isEmpty ? ":\(l.port)" : ":\(l.port) and the egress proxy's :\(Egress.proxyPort)"
+                    parts.append("TCP bind only :\(l.port)" + (l.network == .loopbackOnly ? ", connect only \(connect)" : ""))
+                }
                 if abi >= 5 { parts.append("device ioctls only on GPU nodes and the terminal") }
                 if abi >= 6 { parts.append("abstract sockets and signals scoped") }
                 let gaps = Landlock.gaps(abi: abi, net: Launcher.netPolicy(config), scope: true)
@@ -49,6 +52,7 @@ public enum LauncherStatus {
         items.append(StatusItem(s, "network", l.network == .loopbackOnly
                                 ? "loopback-only: own network namespace with only lo; UI relayed from the host's \(IPEndpoint.urlAuthority(l.listen, l.port))"
                                 : "host: shares the host's network (Landlock limits binding)"))
+        items.append(StatusItem(s, "egress", egressSummary(config)))
         let gpu = GPUSelection.select(l.gpu, prepareNodes: false)
         items.append(StatusItem(s, "gpu", gpu.indexes.isEmpty ? "none (launcher.gpu = \(GPUSelection.describe(l.gpu)))"
                                                             : "\(gpu.indexes.map { "nvidia\($0)" }.joined(separator: ", ")) (launcher.gpu = \(GPUSelection.describe(l.gpu)))"))
@@ -72,5 +76,18 @@ public enum LauncherStatus {
         // Where `start` writes ComfyUI's output (`make logs` reads it).
         items.append(StatusItem(s, "log", LauncherPidFile.logPath(config)))
         return items
+    }
+
+    /// launcher.egress as the session gets it.
+    static func egressSummary(_ config: Config) -> String {
+        let l = config.launcher
+        guard l.network == .loopbackOnly else { return "launcher.network is host: everything (launcher.egress does not apply)" }
+        let rules = Egress.rules(l.egress)
+        guard !rules.isEmpty else { return "none: loopback only (launcher.egress is empty); HF_HUB_OFFLINE=1" }
+        return "through the proxy on 127.0.0.1:\(Egress.proxyPort) inside (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY), only to: "
+            + rules.map { r in (r.wildcard ? "*." : "") + r.host + ":" + r.ports.map(String.init).joined(separator: ",") }.joined(separator: ", ")
+            + "; names resolved on the host, IP addresses and private/loopback/link-local/metadata destinations refused, SNI must match; "
+            + (Egress.allowsHuggingFace(rules) ? "HF_HUB_OFFLINE unset (huggingface.co is listed)" : "HF_HUB_OFFLINE=1")
+            + "; each connection logged to \(LauncherPidFile.logPath(config)); not under the systemd unit (it refuses to start)"
     }
 }
