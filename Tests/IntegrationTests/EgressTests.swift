@@ -12,10 +12,10 @@ struct EgressTests {
     static let table: [String: [String]] = [
         "allowed.test": [web], "other.test": [web], "a.cdn.test": [web], "b.a.cdn.test": [web], "cdn.test": [web],
         "plain.test": [web], "loop.test": ["127.0.0.1"], "private.test": ["10.1.2.3"], "metadata.test": ["169.254.169.254"],
-        "mixed.test": [web, "127.0.0.1"], "cgnat.test": ["100.64.0.1"],
+        "mixed.test": [web, "127.0.0.1"], "cgnat.test": ["100.64.0.1"], "self.test": ["203.0.113.1"],
     ]
     static let egress = ["allowed.test", "*.cdn.test", "plain.test:80", "loop.test", "private.test", "metadata.test",
-                         "mixed.test", "cgnat.test"]
+                         "mixed.test", "cgnat.test", "self.test"]
 
     /// Attempts made from inside: each prints `NAME<TAB>OUTCOME`.
     static let probe = #"""
@@ -105,6 +105,7 @@ struct EgressTests {
     raw('CONNECT private.test:443 HTTP/1.1\r\n\r\n', 'name to private')
     raw('CONNECT cgnat.test:443 HTTP/1.1\r\n\r\n', 'name to cgnat')
     raw('CONNECT mixed.test:443 HTTP/1.1\r\n\r\n', 'name to public and loopback')
+    raw('CONNECT self.test:443 HTTP/1.1\r\n\r\n', 'name to this host')
     raw('GET http://plain.test/ HTTP/1.1\r\nHost: other.test\r\n\r\n', 'host header mismatch')
     raw('GET https://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n', 'https absolute form')
     # Without the proxy: 443 is not a port the sandbox may connect to at
@@ -172,6 +173,9 @@ struct EgressTests {
         expect("name to private", "HTTP/1.1 403", "10.1.2.3: private")
         expect("name to cgnat", "HTTP/1.1 403", "shared address space")
         expect("name to public and loopback", "HTTP/1.1 403", "127.0.0.1: loopback")
+        // A public-looking address of the host itself (here its veth into
+        // the fake internet): every service on 0.0.0.0 would be behind it.
+        expect("name to this host", "HTTP/1.1 403", "203.0.113.1: an address of this host itself")
         expect("host header mismatch", "HTTP/1.1 403", "does not name plain.test:80")
         expect("https absolute form", "HTTP/1.1 400", "goes through CONNECT")
         expect("direct", "refused Network is unreachable")

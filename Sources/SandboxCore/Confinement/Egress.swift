@@ -200,6 +200,33 @@ public enum Egress {
         return nil
     }
 
+    /// The addresses of this host's own interfaces (getifaddrs, in the
+    /// namespace the proxy runs in): a public address of the host itself
+    /// reaches every service listening on 0.0.0.0 there, so a name that
+    /// resolves to one is refused like loopback. Read per connection:
+    /// addresses come and go (DHCP, VPNs).
+    public static func hostAddresses() -> [Address] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var out: [Address] = []
+        var p = list
+        while let ifa = p {
+            defer { p = ifa.pointee.ifa_next }
+            guard let sa = ifa.pointee.ifa_addr else { continue }
+            switch Int32(sa.pointee.sa_family) {
+            case AF_INET:
+                let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                if let addr = Address(withUnsafeBytes(of: a) { Array($0) }) { out.append(addr) }
+            case AF_INET6:
+                let a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                if let addr = Address(withUnsafeBytes(of: a) { Array($0) }) { out.append(addr) }
+            default: break
+            }
+        }
+        return out
+    }
+
     static func forbiddenV4(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) -> String? {
         let s = "\(a).\(b).\(c).\(d)"
         switch (a, b, c) {

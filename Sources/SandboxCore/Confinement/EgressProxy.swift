@@ -202,10 +202,15 @@ public enum EgressProxy {
         case .failure(let why): return refuse(Egress.Refusal(502, "cannot resolve \(request.host): \(why)"))
         case .success(let list): addresses = list
         }
+        let own = Egress.hostAddresses()
         for a in addresses {
             if let why = Egress.forbidden(a) {
                 entry.address = a.description
                 return refuse(Egress.Refusal(403, "\(request.host) resolves to \(why)"))
+            }
+            if own.contains(a) {
+                entry.address = a.description
+                return refuse(Egress.Refusal(403, "\(request.host) resolves to \(a): an address of this host itself"))
             }
         }
         // Pinned: the socket connects to an address checked above.
