@@ -96,10 +96,11 @@ public final class ShareWalk: @unchecked Sendable {
 
         mutating func visit(_ entry: SafeFS.WalkEntry) {
             let bytes = entry.path
-            let path = PermissionFixer.escape(bytes)
+            let plain = PermissionFixer.isPlain(bytes)
+            let path = plain ? String(decoding: bytes, as: UTF8.self) : PermissionFixer.escape(bytes)
             switch entry.st.st_mode & S_IFMT {
             case S_IFREG:
-                let raw: [CChar]? = path.utf8.elementsEqual(bytes) ? nil : bytes.map { CChar(bitPattern: $0) } + [0]
+                let raw: [CChar]? = plain || path.utf8.elementsEqual(bytes) ? nil : bytes.map { CChar(bitPattern: $0) } + [0]
                 files.append(File(path: path, raw: raw, stamp: FileStamp(entry.st)))
             case S_IFLNK:
                 others.append(Other(path: path, kind: "symlink", target: ShareWalk.readLink(entry.dirFD, entry.name)))

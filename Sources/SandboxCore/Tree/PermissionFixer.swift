@@ -296,10 +296,17 @@ public struct PermissionFixer: Sendable {
         }
     }
 
+    /// Bytes `escape` leaves as they are and that need no check: printable ASCII, no backslash.
+    public static func isPlain(_ bytes: [UInt8]) -> Bool {
+        !bytes.contains { $0 < 0x20 || $0 >= 0x7f || $0 == UInt8(ascii: "\\") }
+    }
+
     /// A path (or a line of a log) for humans and JSON: valid UTF-8 stays; control characters,
     /// backslashes and bytes that are not UTF-8 become escapes (`\n`, `\xff`),
     /// so a name with a newline cannot forge an extra output line.
     public static func escape(_ bytes: [UInt8]) -> String {
+        // Most names are printable ASCII without a backslash: nothing to escape.
+        if isPlain(bytes) { return String(decoding: bytes, as: UTF8.self) }
         var out = ""
         var i = 0
         while i < bytes.count {
