@@ -49,6 +49,7 @@ public struct VerifyModels: ParsableCommand {
                                    ("changed", report.changed), ("unreadable", report.unreadable)] {
                 for i in items { print("\(label): \(i.path): \(i.reason)") }
             }
+            for i in report.notEntered { print("note: \(i.path): \(i.reason)") }
             let problems = report.added.count + report.missing.count + report.changed.count + report.unreadable.count
             let summary = "\(report.files) files in the manifest of \(report.recordedAt): \(report.trusted) trusted by stat, \(report.filesRead) read (\(ByteProgress.size(report.bytesRead))) in \(Format.fixed(report.seconds, 3)) s"
             if report.ok {

@@ -738,79 +738,35 @@ enum FileTree {
             guard fstat(fd, &st) == 0, st.st_uid == owner, now - st.st_mtim.tv_sec >= graceSeconds,
                   flock(fd, LOCK_EX | LOCK_NB) == 0 else { continue }
             // Emptied through the fd we checked and locked, not by name again.
-            let walk = dup(fd)
-            if walk >= 0 { removeContents(taking: walk, device: st.st_dev) }
+            SafeFS.removeContents(of: fd)
             if unlinkat(dfd, name, AT_REMOVEDIR) == 0 { removed.append(dir + "/" + name) }
         }
         return removed
     }
 
-    /// Removes a tree the sandbox wrote, walking by fd: never follows a
-    /// symlink, never crosses to another file system.
-    static func removeTree(_ path: String) {
-        let parent = Paths.deletingLastComponent(path)
-        let name = Paths.lastComponent(path)
-        let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard pfd >= 0 else { return }
-        defer { close(pfd) }
-        removeEntry(pfd, name)
-    }
-
-    /// Removes `name` in the directory open at `dir`: a file, or a tree by fd.
-    private static func removeEntry(_ dir: Int32, _ name: String) {
-        var st = stat()
-        guard fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
-            removeContents(dir, name, device: st.st_dev)
-            unlinkat(dir, name, AT_REMOVEDIR)
-        } else {
-            unlinkat(dir, name, 0)
-        }
+    /// Removes a tree the sandbox wrote, walking by fd (`SafeFS.removeTree`):
+    /// never follows a symlink, never crosses to another file system, no depth limit.
+    @discardableResult
+    static func removeTree(_ path: String) -> SafeFS.RemovalReport {
+        SafeFS.removeTree(path)
     }
 
     /// Removes `relative` (a/b/c) below the directory `root`, reaching its
-    /// parent by fd without following a link at any level: a tree the sandbox
-    /// may write (a writable node) cannot redirect the removal elsewhere.
-    static func removeTree(under root: String, relative: String) {
-        var fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return }
+    /// parent with openat2 beneath `root` (no link at any level, no mount
+    /// crossed): a tree the sandbox may write (a writable node) cannot
+    /// redirect the removal elsewhere.
+    @discardableResult
+    static func removeTree(under root: String, relative: String) -> SafeFS.RemovalReport {
         let parts = relative.split(separator: "/").map(String.init)
-        guard let last = parts.last, !parts.contains(where: { $0 == ".." || $0 == "." }) else { close(fd); return }
-        for part in parts.dropLast() {
-            let next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            close(fd)
-            guard next >= 0 else { return }
-            fd = next
-        }
+        guard let last = parts.last, !parts.contains(where: { $0 == ".." || $0 == "." }) else { return SafeFS.RemovalReport() }
+        let rfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard rfd >= 0 else { return SafeFS.RemovalReport() }
+        defer { close(rfd) }
+        let parentPath = parts.dropLast().joined(separator: "/")
+        let fd = parentPath.isEmpty ? fcntl(rfd, F_DUPFD_CLOEXEC, 0)
+                                    : SafeFS.openBeneath(rfd, parentPath, flags: O_RDONLY | O_DIRECTORY, noXDev: true)
+        guard fd >= 0 else { return SafeFS.RemovalReport() }
         defer { close(fd) }
-        removeEntry(fd, last)
-    }
-
-    private static func removeContents(_ parent: Int32, _ name: String, device: dev_t) {
-        let fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        removeContents(taking: fd, device: device)
-    }
-
-    /// Empties the directory open at `fd` (and closes it).
-    private static func removeContents(taking fd: Int32, device: dev_t) {
-        guard let dir = fdopendir(fd) else { close(fd); return }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let n = entryName(entry)
-            if n != "." && n != ".." { names.append(n) }
-        }
-        for n in names {
-            var st = stat()
-            guard fstatat(fd, n, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                guard st.st_dev == device else { continue }
-                removeContents(fd, n, device: device)
-                unlinkat(fd, n, AT_REMOVEDIR)
-            } else {
-                unlinkat(fd, n, 0)
-            }
-        }
+        return SafeFS.removeEntry(fd, last)
     }
 }

@@ -56,13 +56,27 @@ public enum FileHasher {
     /// regular file once it is open. `buffer` is reused across calls.
     public static func hash(dirFD: Int32, name: String, buffer: UnsafeMutableRawBufferPointer,
                             onBytes: ((Int) -> Void)? = nil) -> (Outcome, bytesRead: Int64) {
+        name.withCString { hash(dirFD: dirFD, name: $0, beneath: false, buffer: buffer, onBytes: onBytes) }
+    }
+
+    /// The same for a raw name; with `beneath`, `name` is a relative path
+    /// opened with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_XDEV)
+    /// from `dirFD` (the models walk keeps only the share's fd open).
+    public static func hash(dirFD: Int32, name: UnsafePointer<CChar>, beneath: Bool, buffer: UnsafeMutableRawBufferPointer,
+                            onBytes: ((Int) -> Void)? = nil) -> (Outcome, bytesRead: Int64) {
+        let flags = O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC
         var fd: Int32
-        repeat {
-            fd = openat(dirFD, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC)
-        } while fd < 0 && errno == EINTR
+        if beneath {
+            fd = SafeFS.openBeneath(dirFD, path: name, flags: flags, noXDev: true)
+        } else {
+            repeat {
+                fd = openat(dirFD, name, flags)
+            } while fd < 0 && errno == EINTR
+        }
         guard fd >= 0 else {
             let e = Errno.current
             if e == .loop { return (.notRegular(kind: "symlink"), 0) }
+            if e == .crossDevice { return (.unreadable("on another file system (a mount point); not opened"), 0) }
             return (.unreadable(e.description), 0)
         }
         defer { close(fd) }
@@ -153,12 +167,19 @@ public enum FileHasher {
     /// stays open for the duration.
     public struct Job: Sendable {
         public var dirFD: Int32
-        public var name: String
+        /// NUL-terminated name (or, with `beneath`, relative path) as the file system holds it.
+        public var name: [CChar]
         public var size: Int64
+        /// Open `name` with openat2 beneath `dirFD` (no symlink, no mount crossed on the way).
+        public var beneath: Bool
         public init(dirFD: Int32, name: String, size: Int64) {
+            self.init(dirFD: dirFD, raw: Array(name.utf8CString), size: size, beneath: false)
+        }
+        public init(dirFD: Int32, raw: [CChar], size: Int64, beneath: Bool) {
             self.dirFD = dirFD
-            self.name = name
+            self.name = raw
             self.size = size
+            self.beneath = beneath
         }
     }
 
@@ -175,8 +196,10 @@ public enum FileHasher {
             defer { buffer.deallocate() }
             while let k = results.next() {
                 let i = order[k]
-                let r = hash(dirFD: jobs[i].dirFD, name: jobs[i].name, buffer: buffer,
-                             onBytes: progress.map { p in { p.add($0) } })
+                let r = jobs[i].name.withUnsafeBufferPointer {
+                    hash(dirFD: jobs[i].dirFD, name: $0.baseAddress!, beneath: jobs[i].beneath, buffer: buffer,
+                         onBytes: progress.map { p in { p.add($0) } })
+                }
                 progress?.fileDone()
                 results.set(i, r)
             }

@@ -127,7 +127,7 @@ public enum Manifest {
         defer { walk.close() }
         let granularity = timestampGranularity(fd: walk.rootFD)
         let hashStarted = wallClockNs()
-        let jobs = walk.files.map { FileHasher.Job(dirFD: $0.dirFD, name: $0.name, size: $0.stamp.size) }
+        let jobs = walk.files.map(walk.job(for:))
         let total = walk.files.reduce(Int64(0)) { $0 + $1.stamp.size }
         let bar = progress ? ByteProgress.onTerminal(label: "hashing", totalBytes: total, totalFiles: jobs.count) : nil
         let results = FileHasher.hashAll(jobs, workers: workers, progress: bar)
@@ -135,7 +135,7 @@ public enum Manifest {
 
         var entries: [ModelManifest.Entry] = []
         var unreadable = walk.unreadable.map { ModelIssue($0.path, $0.why) }
-        var notHashed: [ModelIssue] = []
+        var notHashed = walk.notEntered.map { ModelIssue($0.path, $0.why) }
         var links: [ModelManifest.Link] = []
         var bytes: Int64 = 0
         for (f, (outcome, _)) in zip(walk.files, results) {
@@ -198,6 +198,8 @@ public enum Manifest {
         /// Files whose stat moved but whose content is still the recorded one
         /// (a `touch`, a new hard link): fine, but re-read until record-models runs again.
         public var restamped: [String] = []
+        /// Mount points inside the share: not entered by record or verify (a note, not a problem).
+        public var notEntered: [ModelIssue] = []
         public var ok: Bool { added.isEmpty && missing.isEmpty && changed.isEmpty && unreadable.isEmpty }
 
         enum CodingKeys: String, CodingKey {
@@ -205,6 +207,7 @@ public enum Manifest {
             case recordedAt = "recorded_at"
             case filesRead = "files_read"
             case bytesRead = "bytes_read"
+            case notEntered = "not_entered"
         }
         public init(manifest: String, share: String, recordedAt: String, files: Int) {
             self.manifest = manifest
@@ -231,6 +234,7 @@ public enum Manifest {
             changed = try c.decode([ModelIssue].self, forKey: .changed)
             unreadable = try c.decode([ModelIssue].self, forKey: .unreadable)
             restamped = try c.decode([String].self, forKey: .restamped)
+            notEntered = try c.decodeIfPresent([ModelIssue].self, forKey: .notEntered) ?? []
         }
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -247,6 +251,7 @@ public enum Manifest {
             try c.encode(changed, forKey: .changed)
             try c.encode(unreadable, forKey: .unreadable)
             try c.encode(restamped, forKey: .restamped)
+            try c.encode(notEntered, forKey: .notEntered)
             try c.encode(ok, forKey: .ok)
         }
     }
@@ -337,6 +342,7 @@ public enum Manifest {
         let walk = try ShareWalk(rootPath: share, sorted: false, workers: workers)
         defer { walk.close() }
         report.unreadable = walk.unreadable.map { ModelIssue($0.path, $0.why) }
+        report.notEntered = walk.notEntered.map { ModelIssue($0.path, $0.why) }
 
         var present: [String: ShareWalk.File] = [:]
         present.reserveCapacity(walk.files.count)
@@ -388,7 +394,7 @@ public enum Manifest {
 
         let total = toRead.reduce(Int64(0)) { $0 + $1.1.stamp.size }
         let bar = progress ? ByteProgress.onTerminal(label: "verifying", totalBytes: total, totalFiles: toRead.count) : nil
-        let results = FileHasher.hashAll(toRead.map { FileHasher.Job(dirFD: $0.1.dirFD, name: $0.1.name, size: $0.1.stamp.size) },
+        let results = FileHasher.hashAll(toRead.map { walk.job(for: $0.1) },
                                      workers: workers, progress: bar)
         bar?.finish()
         for ((e, _), (outcome, bytes)) in zip(toRead, results) {

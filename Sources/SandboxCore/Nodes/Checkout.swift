@@ -318,7 +318,7 @@ public struct Checkout: Sendable {
             work = made
         }
         var renamed = false
-        defer { if !renamed && work != spec.dir { _ = try? FileManager.default.removeItem(atPath: work) } }
+        defer { if !renamed && work != spec.dir { SafeFS.removeTree(work) } }
         var repo = try Repository.initialize(at: work, git: git)
         repo.sparseExclude = spec.sparseExclude
         try repo.fetchAll(url: spec.repo)
@@ -354,12 +354,16 @@ public struct Checkout: Sendable {
         return Outcome(name: spec.name, kind: .installed, sha: target)
     }
 
-    /// Removes `.NAME.cs-new-*` left by an install that was killed.
+    /// Removes `.NAME.cs-new-*` left by an install that was killed, by
+    /// descriptor (`SafeFS.removeEntry`: no link followed, no mount crossed).
     func removeLeftovers() {
         let parent = Paths.deletingLastComponent(spec.dir)
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: parent) else { return }
+        let pfd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard pfd >= 0 else { return }
+        defer { close(pfd) }
         for e in entries where e.hasPrefix(".\(spec.name).cs-new-") {
-            _ = try? FileManager.default.removeItem(atPath: parent + "/" + e)
+            SafeFS.removeEntry(pfd, e)
         }
     }
 

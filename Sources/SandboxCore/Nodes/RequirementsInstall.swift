@@ -210,10 +210,14 @@ public struct FileIdentity: Hashable, Sendable {
     public init(_ st: stat) { dev = UInt64(st.st_dev); ino = UInt64(st.st_ino) }
 }
 
-/// `rm -rf --one-file-system`: never follows a link, never leaves the file system.
+/// `rm -rf --one-file-system` by descriptor (`SafeFS.removeTree`): never
+/// follows a link, never leaves the file system; fails when something stays.
 func removeTree(_ path: String) throws {
-    guard SafeFS.lstat(path) != nil else { return }
-    try HostCommand("/bin/rm", ["-rf", "--one-file-system", "--", path]).check("removing \(path)")
+    let r = SafeFS.removeTree(path)
+    if let first = r.left.first {
+        let more = r.left.count > 1 ? " (and \(r.left.count - 1) more)" : ""
+        throw SandboxError.failure("cannot remove all of \(path): \(first.path) \(first.why)\(more)")
+    }
 }
 
 /// The staging directory: root-owned top (0755), sandbox-owned site/home/tmp.

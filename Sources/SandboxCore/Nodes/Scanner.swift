@@ -9,9 +9,13 @@ import RegexBuilder
 /// reviewer's aid: false positives are fine when the reason says why;
 /// missing one of these patterns is not.
 ///
-/// Files are walked by descriptor without following links (a node is
-/// hostile input, possibly writable by the sandbox); `.git` is skipped,
-/// files over 4 MiB are noted and skipped.
+/// Files are walked with `SafeFS.walk` (by descriptor, no link followed, no
+/// mount crossed, no depth limit; a node is hostile input, possibly
+/// writable by the sandbox); `.git` at the top and `__pycache__` are left
+/// out, files over 4 MiB are noted and skipped. Whatever the walk could not
+/// enter or read (a mount point, an entry swapped mid-walk, an unreadable
+/// file, a FIFO or socket) is a `not-scanned` finding: missing a pattern
+/// silently is not fine.
 public enum NodeScanner {
     public enum Severity: String, Codable, Sendable, Comparable, CaseIterable {
         case low, medium, high
@@ -40,9 +44,10 @@ public enum NodeScanner {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.failure("cannot open \(directory): \(Errno.current)") }
         defer { close(fd) }
-        var out: [Finding] = []
-        walk(fd, relative: "", node: node, depth: 0, &out)
-        return out.sorted { ($0.file, $0.line, $0.rule) < ($1.file, $1.line, $1.rule) }
+        // Reading a hard-linked file changes nothing: they are scanned.
+        var v = Visitor(node: node)
+        SafeFS.walk(fd, policy: SafeFS.WalkPolicy(visits: [.regular, .symlink], hardLinks: true), visitor: &v)
+        return v.out.sorted { ($0.file, $0.line, $0.rule) < ($1.file, $1.line, $1.rule) }
     }
 
     /// A name as the directory holds it: raw bytes, NUL-terminated, for the
@@ -59,35 +64,21 @@ public enum NodeScanner {
         func equals(_ s: String) -> Bool { bytes.elementsEqual(s.utf8) }
     }
 
-    static func walk(_ dfd: Int32, relative: String, node: String, depth: Int, _ out: inout [Finding]) {
-        guard depth < 64 else { return }
-        let dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0)
-        guard dup >= 0, let dir = fdopendir(dup) else { return }
-        defer { closedir(dir) }
-        var names: [EntryName] = []
-        while let ent = readdir(dir) {
-            let raw = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { Array(UnsafeBufferPointer(start: $0, count: strlen($0) + 1)) }
-            }
-            let name = EntryName(raw: raw)
-            if name.equals(".") || name.equals("..") || (depth == 0 && name.equals(".git")) { continue }
-            names.append(name)
+    struct Visitor: WalkVisitor {
+        let node: String
+        var out: [Finding] = []
+
+        mutating func include(_ dir: SafeFS.WalkEntry) -> Bool {
+            !(dir.nameIs("__pycache__") || (dir.depth == 1 && dir.nameIs(".git")))
         }
-        for name in names.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
-            let rel = relative.isEmpty ? name.shown : relative + "/" + name.shown
-            var st = stat()
-            guard fstatat(dfd, name.raw, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-            switch st.st_mode & S_IFMT {
-            case S_IFDIR:
-                if name.equals("__pycache__") { continue }
-                let sub = openat(dfd, name.raw, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard sub >= 0 else { continue }
-                walk(sub, relative: rel, node: node, depth: depth + 1, &out)
-                close(sub)
-            case S_IFLNK:
+
+        mutating func visit(_ entry: SafeFS.WalkEntry) {
+            let name = EntryName(raw: Array(UnsafeBufferPointer(start: entry.name, count: strlen(entry.name) + 1)))
+            let rel = PermissionFixer.escape(entry.path)
+            if SafeFS.isSymlink(entry.st) {
                 var buf = [UInt8](repeating: 0, count: 4096)
                 let n = buf.withUnsafeMutableBufferPointer { p in
-                    p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { readlinkat(dfd, name.raw, $0, p.count - 1) }
+                    p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { readlinkat(entry.dirFD, entry.name, $0, p.count - 1) }
                 }
                 let target = n > 0 ? Array(buf[0..<n]) : Array("?".utf8)
                 let parts = target.split(separator: UInt8(ascii: "/"))
@@ -95,32 +86,46 @@ public enum NodeScanner {
                     out.append(Finding(node: node, file: rel, line: 0, rule: "symlink-outside", severity: .medium,
                                        reason: "a link pointing outside the node (\(PermissionFixer.escape(target))); code could read or write there through it"))
                 }
-            case S_IFREG:
-                if name.hasSuffix(".pth") {
-                    out.append(Finding(node: node, file: rel, line: 0, rule: "pth-file", severity: .high,
-                                       reason: ".pth files run their import lines at every Python start once they reach site-packages"))
-                }
-                let lower = name.shown.lowercased()
-                if depth == 0 && ["setup.py", "install.py", "prestartup_script.py"].contains(lower) {
-                    let why = lower == "setup.py" ? "setup.py runs arbitrary code when the node is pip-installed"
-                        : lower == "install.py" ? "install.py is run by node managers at install time"
-                        : "prestartup_script.py runs before ComfyUI loads any node"
-                    out.append(Finding(node: node, file: rel, line: 0, rule: "install-time-code", severity: .medium, reason: why))
-                }
-                guard name.hasSuffix(".py") || name.hasSuffix(".pyw") else { continue }
-                if Int(st.st_size) > maxFileSize {
-                    out.append(Finding(node: node, file: rel, line: 0, rule: "too-large", severity: .low,
-                                       reason: "\(st.st_size) bytes of Python, not scanned; review by hand"))
-                    continue
-                }
-                let f = openat(dfd, name.raw, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-                guard f >= 0 else { continue }
+                return
+            }
+            if name.hasSuffix(".pth") {
+                out.append(Finding(node: node, file: rel, line: 0, rule: "pth-file", severity: .high,
+                                   reason: ".pth files run their import lines at every Python start once they reach site-packages"))
+            }
+            let lower = name.shown.lowercased()
+            if entry.depth == 1 && ["setup.py", "install.py", "prestartup_script.py"].contains(lower) {
+                let why = lower == "setup.py" ? "setup.py runs arbitrary code when the node is pip-installed"
+                    : lower == "install.py" ? "install.py is run by node managers at install time"
+                    : "prestartup_script.py runs before ComfyUI loads any node"
+                out.append(Finding(node: node, file: rel, line: 0, rule: "install-time-code", severity: .medium, reason: why))
+            }
+            guard name.hasSuffix(".py") || name.hasSuffix(".pyw") else { return }
+            if Int(entry.st.st_size) > maxFileSize {
+                out.append(Finding(node: node, file: rel, line: 0, rule: "too-large", severity: .low,
+                                   reason: "\(entry.st.st_size) bytes of Python, not scanned; review by hand"))
+                return
+            }
+            switch entry.open(O_RDONLY) {
+            case .success(let (f, _)):
                 let data = readAll(f)
                 close(f)
                 out += scanPython(String(decoding: data, as: UTF8.self), file: rel, node: node)
-            default:
-                continue
+            case .failure(let why):
+                notScanned(rel, why)
             }
+        }
+
+        mutating func skipped(_ path: [UInt8], _ why: SafeFS.WalkSkip) {
+            if why == .disappeared { return }
+            notScanned(path.isEmpty ? "." : PermissionFixer.escape(path), why)
+        }
+
+        /// What the scan could not look at is a finding: a reviewer must know.
+        mutating func notScanned(_ rel: String, _ why: SafeFS.WalkSkip) {
+            let special = why.isSpecialFile
+            out.append(Finding(node: node, file: rel, line: 0, rule: "not-scanned", severity: special ? .low : .medium,
+                               reason: special ? "a \(why == .fifo ? "FIFO" : why == .socket ? "socket" : why == .device ? "device node" : "special file") in the node's tree; not read"
+                                               : "not scanned: \(why); review it by hand"))
         }
     }
 

@@ -3,14 +3,19 @@ import FoundationEssentials
 import Glibc
 
 /// Sets owner and mode across a tree the sandbox may have written (a
-/// staging directory, a writable node), by file descriptor: each directory
-/// is opened relative to its parent with O_NOFOLLOW|O_DIRECTORY, each entry
-/// is looked at with fstatat(AT_SYMLINK_NOFOLLOW) and changed through an fd
-/// opened with O_NOFOLLOW (O_PATH for links, which are never followed and
-/// only have their owner changed). A path string is never rebuilt and
-/// reopened, so a link or rename swapped in mid-walk cannot send a chown
+/// staging directory, a writable node), with `SafeFS.walk`: every directory
+/// opened with openat2(RESOLVE_BENEATH|NO_SYMLINKS|NO_XDEV) from its
+/// parent's fd and checked against the listing's (dev, ino), every entry
+/// changed through an fd `WalkEntry.open` opened and checked the same way
+/// (O_PATH for links, which are never followed and only have their owner
+/// changed), bounded fds and no depth limit. A path string is never rebuilt
+/// and reopened, so a link or rename swapped in mid-walk cannot send a chown
 /// outside the tree. Regular files with more than one link are skipped: a
 /// hard link the sandbox made to a file elsewhere must not get our mode.
+/// Mounts inside the tree are not entered, FIFOs, sockets and devices not
+/// changed; both are returned as skipped. Anything else the walk could not
+/// do (an entry replaced mid-walk, one that cannot be opened or changed)
+/// fails the whole call once the rest is done: a tree half sealed is not sealed.
 public enum TreeOwnership {
     public struct Rule: Sendable {
         public var uid: uid_t
@@ -53,15 +58,17 @@ public enum TreeOwnership {
         let fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw SandboxError.failure("cannot open \(root): \(Errno.current)") }
         defer { close(fd) }
-        var skipped: [Skipped] = []
-        try fix(fd, isDir: true, rule, display: root)
-        try walk(fd, display: root, rule, skipTop: skipTop, depth: 0, &skipped)
-        return skipped
+        var v = Visitor(rule: rule, root: root, skipTop: Set(skipTop.map { Array($0.utf8) }))
+        SafeFS.walk(fd, policy: SafeFS.WalkPolicy(visits: [.regular, .symlink], hardLinks: false), visitor: &v)
+        if let first = v.failures.first {
+            let more = v.failures.count > 1 ? " (and \(v.failures.count - 1) more)" : ""
+            throw SandboxError.failure(first + more)
+        }
+        return v.skipped
     }
 
-    static func fix(_ fd: Int32, isDir: Bool, _ rule: Rule, display: String) throws {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw SandboxError.failure("cannot stat \(display): \(Errno.current)") }
+    /// `display` is only for a message: the path is built when one is needed.
+    static func fix(_ fd: Int32, st: stat, isDir: Bool, _ rule: Rule, display: @autoclosure () -> String) throws {
         let cur = st.st_mode & 0o7777
         var want: mode_t
         if isDir {
@@ -75,53 +82,87 @@ public enum TreeOwnership {
         // Mode lowered first, then the owner, then the mode (SafeFS.setOwnerAndMode);
         // one already right costs nothing more: a sealed set of 100,000
         // files is walked on every install.
-        try SafeFS.setOwnerAndMode(fd, st: st, uid: rule.uid, gid: rule.gid, mode: want, display: display)
+        do {
+            try SafeFS.setOwnerAndMode(fd, st: st, uid: rule.uid, gid: rule.gid, mode: want, display: "\u{0}")
+        } catch let e as SandboxError {
+            throw SandboxError.failure(e.message.replacing("\u{0}", with: display()))
+        }
     }
 
-    static func walk(_ dfd: Int32, display: String, _ rule: Rule, skipTop: Set<String>, depth: Int, _ skipped: inout [Skipped]) throws {
-        guard depth < 256 else { throw SandboxError.failure("\(display) is nested more than 256 levels deep; refusing") }
-        let dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0)
-        guard dup >= 0, let dir = fdopendir(dup) else { throw SandboxError.failure("cannot read \(display): \(Errno.current)") }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: ent.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
-            if name == "." || name == ".." { continue }
-            if depth == 0 && skipTop.contains(name) { continue }
-            names.append(name)
+    struct Visitor: WalkVisitor {
+        let rule: Rule
+        let root: String
+        let skipTop: Set<[UInt8]>
+        var skipped: [Skipped] = []
+        var failures: [String] = []
+
+        func display(_ rel: [UInt8]) -> String {
+            rel.isEmpty ? root : root + "/" + PermissionFixer.escape(rel)
         }
-        for name in names {
-            let path = display + "/" + name
-            var st = stat()
-            guard fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
-                if errno == ENOENT { continue }
-                throw SandboxError.failure("cannot stat \(path): \(Errno.current)")
+
+        mutating func enter(_ dir: SafeFS.WalkEntry) -> Bool {
+            do {
+                try fix(dir.fd, st: dir.st, isDir: true, rule, display: display(dir.path))
+                return true
+            } catch {
+                failures.append("\(error)")
+                return false
             }
-            switch st.st_mode & S_IFMT {
-            case S_IFDIR:
-                let sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard sub >= 0 else { throw SandboxError.failure("cannot open \(path): \(Errno.current)") }
-                defer { close(sub) }
-                try fix(sub, isDir: true, rule, display: path)
-                try walk(sub, display: path, rule, skipTop: [], depth: depth + 1, &skipped)
-            case S_IFREG:
-                if st.st_nlink > 1 {
-                    skipped.append(Skipped(path: path, why: "has \(st.st_nlink) hard links", identity: FileIdentity(st)))
-                    continue
+        }
+
+        mutating func include(_ dir: SafeFS.WalkEntry) -> Bool {
+            !(dir.depth == 1 && skipTop.contains(Array(dir.nameBytes)))
+        }
+
+        mutating func visit(_ entry: SafeFS.WalkEntry) {
+            if entry.depth == 1 && !skipTop.isEmpty && skipTop.contains(Array(entry.nameBytes)) { return }
+            let st = entry.st
+            if SafeFS.isSymlink(st) {
+                // The link itself, never its target: an O_PATH fd of the
+                // link (openat2 returns one for O_PATH|O_NOFOLLOW), checked, then chowned.
+                if st.st_uid == rule.uid && st.st_gid == rule.gid { return }
+                switch entry.open() {
+                case .success(let (fd, _)):
+                    defer { close(fd) }
+                    if fchownat(fd, "", rule.uid, rule.gid, SafeFS.AT_EMPTY_PATH) != 0 {
+                        failures.append("cannot chown link \(display(entry.path)): \(Errno.current)")
+                    }
+                case .failure(let why):
+                    failed(entry.path, why)
                 }
-                if rule.isSatisfied(byFile: st) { continue }
-                let f = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
-                guard f >= 0 else { throw SandboxError.failure("cannot open \(path): \(Errno.current)") }
-                defer { close(f) }
-                try fix(f, isDir: false, rule, display: path)
-            case S_IFLNK:
-                // The link itself, never its target.
-                guard fchownat(dfd, name, rule.uid, rule.gid, AT_SYMLINK_NOFOLLOW) == 0 else {
-                    throw SandboxError.failure("cannot chown link \(path): \(Errno.current)")
-                }
+                return
+            }
+            if st.st_nlink > 1 {
+                skipped.append(Skipped(path: display(entry.path), why: "has \(st.st_nlink) hard links", identity: FileIdentity(st)))
+                return
+            }
+            if rule.isSatisfied(byFile: st) { return }
+            switch entry.open() {
+            case .success(let (fd, now)):
+                defer { close(fd) }
+                do { try fix(fd, st: now, isDir: false, rule, display: display(entry.path)) } catch { failures.append("\(error)") }
+            case .failure(.hardLinked(let n)):
+                skipped.append(Skipped(path: display(entry.path), why: "has \(n) hard links", identity: FileIdentity(st)))
+            case .failure(let why):
+                failed(entry.path, why)
+            }
+        }
+
+        mutating func skipped(_ path: [UInt8], _ why: SafeFS.WalkSkip) {
+            switch why {
+            case .symlink, .fifo, .socket, .device, .unknownType:
+                skipped.append(Skipped(path: display(path), why: "is not a file, directory or link"))
+            case .mountPoint:
+                skipped.append(Skipped(path: display(path), why: "is a mount point (another file system); not entered"))
+            case .disappeared:
+                break   // nothing left to seal
             default:
-                skipped.append(Skipped(path: path, why: "is not a file, directory or link"))
+                failed(path, why)
             }
+        }
+
+        mutating func failed(_ path: [UInt8], _ why: SafeFS.WalkSkip) {
+            failures.append("\(display(path)) \(why)")
         }
     }
 }
