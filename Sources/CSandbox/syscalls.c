@@ -2,6 +2,8 @@
 // See csandbox.h for why each exists.
 #include "csandbox.h"
 
+#include <pthread.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -194,6 +196,15 @@ int cs_loopback_netns_here(void) {
     // (it is meant to end). The fd keeps the namespace alive after it does.
     if (unshare(CLONE_NEWNET) != 0 || cs_loopback_up() != 0) return -1;
     return open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+}
+
+int cs_thread_attr_away_from_here(pthread_attr_t *attr) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    int here = sched_getcpu();
+    if (here < 0 || !CPU_ISSET(here, &set) || CPU_COUNT(&set) < 2) return -1;
+    CPU_CLR(here, &set);
+    return pthread_attr_setaffinity_np(attr, sizeof set, &set) == 0 ? 0 : -1;
 }
 
 int cs_new_loopback_netns(void) {

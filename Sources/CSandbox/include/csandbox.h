@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <pthread.h>
 #include <linux/filter.h>
 
 #ifdef __cplusplus
@@ -78,6 +79,11 @@ int cs_new_loopback_netns(void);
 /// and returns an fd for it (-1 and errno on failure). For a thread that
 /// ends right after; the caller needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
 int cs_loopback_netns_here(void);
+/// Limits a new thread's attributes to the CPUs the caller may run on other
+/// than the one it runs on now (no change when that is the only one): a new
+/// thread is otherwise queued on its creator's CPU until the creator's slice
+/// ends or the balancer moves it, up to milliseconds later. 0 when set.
+int cs_thread_attr_away_from_here(pthread_attr_t *attr);
 /// A TCP socket listening on 127.0.0.1:`port` inside the network namespace
 /// `netns_fd` (close-on-exec; -1 and errno on failure). Made on a thread of
 /// its own that joins the namespace and ends: a socket keeps the namespace it

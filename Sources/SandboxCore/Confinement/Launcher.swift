@@ -99,26 +99,28 @@ public enum Launcher {
         }
     }
 
-    /// For `run`: the loopback-only network namespace (as root) and the
-    /// seccomp program, made on a thread of their own while the main thread
-    /// reads and checks the config. Neither depends on it; on a 2-core
-    /// machine this takes most of a millisecond off every start. What the
-    /// config turns out not to want is not used.
+    /// For `run`: the loopback-only network namespace (as root), made on a
+    /// thread of its own while the main thread reads and checks the config
+    /// and plans the root; `prepare` takes it last, just before the spawn.
+    /// It is the longest step of a start (1 to 2 ms of the kernel's: every
+    /// pernet init, the loopback device, and the previous session's
+    /// namespace being torn down under the same locks), and nothing else
+    /// depends on it. The seccomp program is made by whichever thread gets
+    /// to it first: this one once the namespace is there, or the main
+    /// thread when it needs it sooner (Prepared.get). What the config turns
+    /// out not to want is not used.
     public static func prepareAhead() {
-        let makeNetwork = geteuid() == 0 && loopbackNamespace.claim()
-        let makeSeccomp = Seccomp.prepared.claim()
-        guard makeNetwork || makeSeccomp else { return }
-        let started = detachThread {
+        guard geteuid() == 0, loopbackNamespace.claim() else { return }
+        let started = detachThread(elsewhere: true) {
             // This moves the thread into the new namespace; it does nothing
             // with the network afterwards and ends.
-            if makeNetwork { loopbackNamespace.make() }
-            if makeSeccomp { Seccomp.prepared.make() }
+            loopbackNamespace.make()
+            if Seccomp.prepared.claim() { Seccomp.prepared.make() }
         }
         if !started {
             // Never on this thread: it would leave the launcher itself in
             // the new namespace. The child makes its own instead.
-            if makeNetwork { loopbackNamespace.publish(-1) }
-            if makeSeccomp { Seccomp.prepared.make() }
+            loopbackNamespace.publish(-1)
         }
     }
 
@@ -204,6 +206,7 @@ public enum Launcher {
         if let note = gpu.note { notes.append(note) }
 
         // Network: loopback-only gets its own namespace with only `lo`.
+        var takeAheadLast = false
         let egress = config.launcher.network == .loopbackOnly && !config.launcher.egress.isEmpty
         if egress && !privileged {
             // The proxy must stand in the host's namespace; under the unit's
@@ -223,12 +226,9 @@ public enum Launcher {
             }
         } else if config.launcher.network == .loopbackOnly && (purpose == .run || purpose == .shell) && !egress {
             // Nothing else joins it (no relay): made ahead on run's second
-            // thread (prepareAhead), else by the child itself.
-            if let fd = loopbackNamespace.take(replacingWith: -1), fd >= 0 {
-                confinement.networkNamespace = OwnedFD(fd)
-            } else {
-                confinement.newLoopbackNetwork = true
-            }
+            // thread (prepareAhead) and taken last, below; else made by the
+            // child itself.
+            takeAheadLast = true
         } else if config.launcher.network == .loopbackOnly {
             // Made up front: the relay or the egress proxy's socket joins it.
             // `run` with egress may have made it ahead already.
@@ -244,9 +244,9 @@ public enum Launcher {
 
         // A namespace made ahead that this config does not use (network
         // "host"): closed now rather than held for the whole run.
-        if confinement.networkNamespace == nil, let fd = loopbackNamespace.take(replacingWith: -1), fd >= 0 { close(fd) }
+        if !takeAheadLast, confinement.networkNamespace == nil, let fd = loopbackNamespace.take(replacingWith: -1), fd >= 0 { close(fd) }
 
-        mark("netns")
+        mark("network")
         // Landlock.
         var summary: Landlock.Summary?
         if config.launcher.landlock != .off {
@@ -297,6 +297,14 @@ public enum Launcher {
             confinement.cgroup = SessionCgroup.make(config.launcher.limits, note: &note)
             if let note { notes.append("WARNING: " + note) }
             mark("cgroup")
+        }
+        if takeAheadLast {
+            if let fd = loopbackNamespace.take(replacingWith: -1), fd >= 0 {
+                confinement.networkNamespace = OwnedFD(fd)
+            } else {
+                confinement.newLoopbackNetwork = true
+            }
+            mark("netns")
         }
         let env = environment(config, home: home, temp: temp, gpu: gpu, jit: constructed ? ConstructedRoot.jitDirectory : nil)
         let cwd = Paths.exists(config.comfyui.path) && purpose == .launch ? config.comfyui.path : home
@@ -770,3 +778,4 @@ enum FileTree {
         return SafeFS.removeEntry(fd, last)
     }
 }
+

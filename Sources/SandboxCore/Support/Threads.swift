@@ -1,3 +1,4 @@
+import CSandbox
 import Glibc
 
 /// Runs `body` on a new detached thread, as Foundation's
@@ -6,13 +7,16 @@ import Glibc
 /// writer feeding a child's stdin) and for check-sandbox, which tests that
 /// the sandbox may create threads at all. Returns false when the thread
 /// could not be created (body then never runs).
+/// `elsewhere`: on a CPU other than the caller's, for start-up work that
+/// must run beside the caller at once, not after its time slice.
 @discardableResult
-public func detachThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+public func detachThread(elsewhere: Bool = false, _ body: @escaping @Sendable () -> Void) -> Bool {
     final class Start { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
     var attr = pthread_attr_t()
     pthread_attr_init(&attr)
     defer { pthread_attr_destroy(&attr) }
     pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+    if elsewhere { _ = cs_thread_attr_away_from_here(&attr) }
     let start = Unmanaged.passRetained(Start(body)).toOpaque()
     var thread = pthread_t()
     let rc = pthread_create(&thread, &attr, { arg in
