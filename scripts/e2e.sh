@@ -589,9 +589,11 @@ fi
 # ---------------------------------------------------------------- P8 (make bench)
 # E2E_P8=1: the real ComfyUI under `start` against the same venv run
 # unconfined (the sandbox user, no namespaces, seccomp or Landlock), in
-# alternated rounds (E2E_P8_ROUNDS, default 3): start-up until the UI
+# alternated rounds (E2E_P8_ROUNDS, default 5): start-up until the UI
 # answers, and the CPU workflow (EmptyImage 1024x1024 batch 8 -> ImageBlur
-# -> ImageScaleBy -> ImageSharpen -> SaveImage, twice a round). Medians.
+# -> ImageScaleBy -> ImageSharpen -> SaveImage, three times a round, each
+# timed to ComfyUI's own "done" on the WebSocket, not by polling /history
+# through the relay). Medians.
 if [ "${E2E_P8:-0}" = 1 ] && [ "$rc" = 0 ]; then
   step_begin "P8" "ComfyUI start-up and a CPU workflow: under start vs unconfined"
   VENV="$WORLD/opt/comfy-sandbox/venv"
@@ -603,7 +605,7 @@ if [ "${E2E_P8:-0}" = 1 ] && [ "$rc" = 0 ]; then
     "$CS_BIN" start --config "$CONFIG" >/dev/null 2>&1 || { echo "   start failed"; return 1; }
     started=1
     confined_start+=("$(secs "$t0" "$(now)")")
-    confined_wf+=("$(client cpu-bench "$URL" 2 | "$PY" -c 'import json,sys,statistics; print(statistics.median(json.load(sys.stdin)["seconds"]))')")
+    confined_wf+=("$(client cpu-bench "$URL" 3 | "$PY" -c 'import json,sys,statistics; print(statistics.median(json.load(sys.stdin)["seconds"]))')")
     "$CS_BIN" stop --config "$CONFIG" >/dev/null 2>&1; started=0
   }
   run_free() {
@@ -616,10 +618,10 @@ if [ "${E2E_P8:-0}" = 1 ] && [ "$rc" = 0 ]; then
     pid=$!
     client wait "http://127.0.0.1:$UPORT" 300 >/dev/null || { echo "   the unconfined ComfyUI did not answer"; kill -9 "$pid"; return 1; }
     free_start+=("$(secs "$t0" "$(now)")")
-    free_wf+=("$(client cpu-bench "http://127.0.0.1:$UPORT" 2 | "$PY" -c 'import json,sys,statistics; print(statistics.median(json.load(sys.stdin)["seconds"]))')")
+    free_wf+=("$(client cpu-bench "http://127.0.0.1:$UPORT" 3 | "$PY" -c 'import json,sys,statistics; print(statistics.median(json.load(sys.stdin)["seconds"]))')")
     kill -TERM "$pid"; wait "$pid" 2>/dev/null
   }
-  for round in $(seq 1 "${E2E_P8_ROUNDS:-3}"); do
+  for round in $(seq 1 "${E2E_P8_ROUNDS:-5}"); do
     if [ $((round % 2)) = 1 ]; then run_confined; run_free; else run_free; run_confined; fi
     echo "   round $round: start-up ${confined_start[-1]:-?} s confined, ${free_start[-1]:-?} s unconfined; workflow ${confined_wf[-1]:-?} s confined, ${free_wf[-1]:-?} s unconfined"
   done
