@@ -9,7 +9,9 @@ public struct ImportSnapshot: ParsableCommand {
         Git nodes become custom_nodes entries pinned to the snapshot's commits (named after the URL, \
         enabled unless disabled in the Manager), ComfyUI's commit becomes comfyui.rev, registry and \
         file nodes are listed with what to do about each, and name==version pips go to \
-        comfyui-snapshot-requirements.txt beside the config. Prints the diff against the config; \
+        comfyui-snapshot-requirements.txt beside the config, which comfyui.prefer_versions then \
+        names: requirement resolutions keep those versions where they fit (uv). Prints the diff \
+        against the config; \
         writes only with --write. A bad snapshot is exit 65 and changes nothing.
         """
     )
