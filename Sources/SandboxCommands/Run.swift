@@ -75,22 +75,7 @@ public struct Run: ParsableCommand {
     /// Runs `argv` (argv[0] looked up in the sandbox's PATH) under the
     /// confinement the config at `configPath` describes; exits with its status.
     public static func execute(configPath: String?, argv: [String]) throws {
-        var argv = argv
-        Launcher.blockSignals()
-        Launcher.prepareAhead()
-        let config = try ConfigLoader.load(path: ConfigLoader.resolvePath(configPath))
-        let session = try Launcher.prepare(config, purpose: .run)
-        defer { session.cleanup() }
-        session.printNotes()
-        guard let path = Launcher.resolveCommand(argv[0], path: session.environment["PATH"] ?? "") else {
-            // 127, as a shell says "command not found".
-            printError("comfy-sandbox: \(argv[0]): command not found in the sandbox's PATH (\(session.environment["PATH"] ?? ""))")
-            session.cleanup()
-            throw ExitCode(127)
-        }
-        argv[0] = path
-        let exit = try Launcher.runForeground(session, argv: argv)
-        session.cleanup()
+        let exit = try Launcher.runCommand(configPath: configPath, argv: argv)
         if exit.code != 0 { throw ExitCode(exit.code) }
     }
 }

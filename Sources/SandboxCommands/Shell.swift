@@ -17,17 +17,7 @@ public struct Shell: ParsableCommand {
     public init() {}
 
     public func run() throws {
-        Launcher.blockSignals()
-        let config = try options.load()
-        let session = try Launcher.prepare(config, purpose: .shell)
-        defer { session.cleanup() }
-        session.printNotes()
-        if let term = ProcessEnvironment.value("TERM") { session.environment["TERM"] = term }
-        session.environment["PS1"] = "[comfy-sandbox \\u \\W]\\$ "
-        // A pty of its own (job control, line editing), never the caller's
-        // terminal: see OperatorTerminal.
-        let exit = try Launcher.runForeground(session, argv: ["/bin/bash", "--norc", "--noprofile", "-i"])
-        session.cleanup()
+        let exit = try Launcher.runShell(try options.load())
         if exit.code != 0 { throw ExitCode(exit.code) }
     }
 }

@@ -95,15 +95,7 @@ public enum EgressProxy {
         final class Count: Sendable { let n = Mutex(0) }
         let active = Count()
         while true {
-            let client = cs_accept_cloexec(listenFD)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
-                    if errno == EMFILE || errno == ENFILE { usleep(50_000) }
-                    continue
-                }
-                printError("comfy-sandbox egress proxy: accept failed: \(Errno.current)")
-                exit(1)
-            }
+            let client = acceptNext(listenFD, who: "egress proxy")
             guard active.n.withLock({ (n: inout Int) -> Bool in
                 guard n < maxConnections else { return false }
                 n += 1

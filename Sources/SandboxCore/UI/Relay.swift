@@ -160,15 +160,7 @@ public enum Relay {
         let quota = ConnectionQuota(perKey: UIDoor.perUserConnections)
         let workers = Workers(keepIdle: UIDoor.idleWorkers)
         while true {
-            let client = cs_accept_cloexec(listenFD)
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
-                    if errno == EMFILE || errno == ENFILE { usleep(50_000) }
-                    continue
-                }
-                printError("comfy-sandbox relay: accept failed: \(Errno.current)")
-                exit(1)
-            }
+            let client = acceptNext(listenFD, who: "relay")
             // Who: the owner of the socket at the other end, asked of the
             // host's kernel before a byte is read. Only the accept loop uses
             // the netlink socket, so questions and answers never interleave.
