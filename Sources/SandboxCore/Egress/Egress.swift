@@ -153,6 +153,15 @@ public enum Egress {
                 return nil
             }
         }
+        /// The address a socket address holds (AF_INET or AF_INET6; nil for
+        /// any other family): getaddrinfo's answers, getifaddrs' addresses.
+        public init?(_ sa: UnsafePointer<sockaddr>) {
+            switch Int32(sa.pointee.sa_family) {
+            case AF_INET: self.init(sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in withUnsafeBytes(of: s.pointee.sin_addr) { Array($0) } })
+            case AF_INET6: self.init(sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in withUnsafeBytes(of: s.pointee.sin6_addr) { Array($0) } })
+            default: return nil
+            }
+        }
         public var isV4: Bool { bytes.count == 4 }
         public var description: String {
             var buf = [CChar](repeating: 0, count: 64)
@@ -213,16 +222,7 @@ public enum Egress {
         var p = list
         while let ifa = p {
             defer { p = ifa.pointee.ifa_next }
-            guard let sa = ifa.pointee.ifa_addr else { continue }
-            switch Int32(sa.pointee.sa_family) {
-            case AF_INET:
-                let a = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
-                if let addr = Address(withUnsafeBytes(of: a) { Array($0) }) { out.append(addr) }
-            case AF_INET6:
-                let a = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
-                if let addr = Address(withUnsafeBytes(of: a) { Array($0) }) { out.append(addr) }
-            default: break
-            }
+            if let sa = ifa.pointee.ifa_addr, let addr = Address(UnsafePointer(sa)) { out.append(addr) }
         }
         return out
     }

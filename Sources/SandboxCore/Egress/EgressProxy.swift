@@ -311,15 +311,7 @@ public enum EgressProxy {
         var out: [Egress.Address] = []
         var p = list
         while let ai = p {
-            if let sa = ai.pointee.ai_addr {
-                var bytes: [UInt8] = []
-                if ai.pointee.ai_family == AF_INET {
-                    sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { s in bytes = withUnsafeBytes(of: s.pointee.sin_addr) { Array($0) } }
-                } else if ai.pointee.ai_family == AF_INET6 {
-                    sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { s in bytes = withUnsafeBytes(of: s.pointee.sin6_addr) { Array($0) } }
-                }
-                if let a = Egress.Address(bytes), !out.contains(a) { out.append(a) }
-            }
+            if let sa = ai.pointee.ai_addr, let a = Egress.Address(UnsafePointer(sa)), !out.contains(a) { out.append(a) }
             p = ai.pointee.ai_next
         }
         return out.isEmpty ? .failure(Failure("no address")) : .success(out)
