@@ -154,9 +154,17 @@ public struct Config: Codable, Equatable, Sendable {
         /// The private /dev/shm's size (ComfyUI's temp lives there), like "2g".
         public var shmSize: String = "2g"
         public init() {}
-        /// Whether memory, tasks or cpu_weight asks for anything a cgroup
-        /// would enforce (nofile, nproc and shm_size need none).
-        public var needCgroup: Bool { memory != nil || tasks != nil || cpuWeight != 100 }
+        /// The cgroup controllers whose limit is set (named alike in v1 and
+        /// v2); nofile, nproc and shm_size need none.
+        public var cgroupControllers: [String] {
+            var out: [String] = []
+            if memory != nil { out.append("memory") }
+            if tasks != nil { out.append("pids") }
+            if cpuWeight != 100 { out.append("cpu") }
+            return out
+        }
+        /// Whether any limit asks for something a cgroup would enforce.
+        public var needCgroup: Bool { !cgroupControllers.isEmpty }
     }
 
     public struct Launcher: Codable, Equatable, Sendable {

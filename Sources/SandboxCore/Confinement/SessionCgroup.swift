@@ -49,15 +49,6 @@ public final class SessionCgroup: @unchecked Sendable {
         return nil
     }
 
-    /// The controllers whose limit `limits` sets (named alike in v1 and v2).
-    static func controllers(_ limits: Config.Limits) -> [String] {
-        var out: [String] = []
-        if limits.memory != nil { out.append("memory") }
-        if limits.tasks != nil { out.append("pids") }
-        if limits.cpuWeight != 100 { out.append("cpu") }
-        return out
-    }
-
     /// Makes the session's cgroup with the configured limits; nil, with the
     /// reason in `note`, when this host has no cgroup the launcher may make;
     /// nil with no note on cgroup v1 when no limit is set.
@@ -68,7 +59,7 @@ public final class SessionCgroup: @unchecked Sendable {
             }
             return nil
         }
-        if version == .v1 && controllers(limits).isEmpty { return nil }
+        if version == .v1 && !limits.needCgroup { return nil }
         sweep(version)
         let name = "session-\(getpid())"
         var dirs: [String] = []
@@ -85,7 +76,7 @@ public final class SessionCgroup: @unchecked Sendable {
             // in the root (systemd does) and in our group directory, which
             // holds no process. With none, the session cgroup still gives
             // the sandbox's cgroup namespace a root of its own.
-            let needed = controllers(limits)
+            let needed = limits.cgroupControllers
             var enable = ""
             for c in needed { enable += (enable.isEmpty ? "+" : " +") + c }
             if !needed.isEmpty { _ = write(v2Root + "/cgroup.subtree_control", enable) }
@@ -110,7 +101,7 @@ public final class SessionCgroup: @unchecked Sendable {
             guard fd >= 0 else { return fail("opening \(dir): \(Errno.current)") }
             return SessionCgroup(version: version, directories: dirs, procs: [], directory: OwnedFD(fd))
         case .v1:
-            for controller in controllers(limits) {
+            for controller in limits.cgroupControllers {
                 let base = v2Root + "/" + controller + "/" + group
                 guard Paths.exists(v2Root + "/" + controller + "/cgroup.procs") else {
                     return fail("no \(controller) hierarchy at \(v2Root)/\(controller)")
