@@ -122,10 +122,7 @@ struct EgressTests {
     @Test("allowed names work end to end over HTTPS and HTTP; every other way out is refused for its own reason and logged", .requiresRoot)
     func fakeInternet() throws {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as! [String: Any]
-        launcher["egress"] = Self.egress
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["egress": Self.egress])
         // launcher.log lives in state_dir, which provision makes.
         mkdir(w.world.state, 0o755)
         let net = try FakeInternet(world: w.world, table: Self.table, certNames: ["allowed.test", "other.test", "a.cdn.test", "b.a.cdn.test", "cdn.test"],
@@ -207,10 +204,7 @@ struct EgressTests {
     @Test("check-sandbox with launcher.egress: the allowed host is allowed, SNI mismatch, an unlisted host, an IP literal, 169.254.169.254 and a name resolving to 127.0.0.1 are refused", .requiresRoot)
     func checkSandbox() throws {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as! [String: Any]
-        launcher["egress"] = ["allowed.test"]
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["egress": ["allowed.test"]])
         mkdir(w.world.state, 0o755)
         let net = try FakeInternet(world: w.world, table: ["allowed.test": [Self.web]], certNames: ["allowed.test"], caDirectory: w.models)
         defer { net.teardown() }
@@ -248,10 +242,7 @@ struct EgressTests {
         #expect(r.stdoutText.contains("BLOCKED ") && r.stdoutText.contains("PROXY None 1"), "\(r.stdoutText) \(r.stderrText)")
         let none = try w.world.comfy(["status"])
         #expect(none.stdoutText.contains("none: loopback only (launcher.egress is empty)"), "\(none.stdoutText)")
-        var launcher = w.config["launcher"] as! [String: Any]
-        launcher["egress"] = ["api.comfy.org", "*.huggingface.co", "huggingface.co", "llm.example.com:8443"]
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["egress": ["api.comfy.org", "*.huggingface.co", "huggingface.co", "llm.example.com:8443"]])
         let listed = try w.world.comfy(["status"])
         #expect(listed.stdoutText.contains("only to: api.comfy.org:443,80, *.huggingface.co:443,80, huggingface.co:443,80, llm.example.com:8443"),
                 "\(listed.stdoutText)")
@@ -261,10 +252,7 @@ struct EgressTests {
     @Test("under the systemd unit (unprivileged) a launcher with launcher.egress refuses to start, naming why", .requiresRoot)
     func unprivilegedRefuses() throws {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as! [String: Any]
-        launcher["egress"] = ["api.comfy.org"]
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["egress": ["api.comfy.org"]])
         let uid = try #require(w.world.uid("comfyui_sandbox")), gid = try #require(w.world.gid("comfyui_sandbox"))
         chmod(w.world.configPath, 0o644)
         let inner = "ip link set lo up && exec setpriv --reuid=\(uid) --regid=\(gid) --clear-groups --inh-caps=-all --bounding-set=-all \(World.binary) run --config \(w.world.configPath) -- /bin/true"

@@ -440,10 +440,7 @@ struct LauncherLaunchTests {
     @Test("launcher.listen ::1: the relay serves on [::1]:port (and only there); WebSocket works", .requiresRoot)
     func listenIPv6() throws {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["listen"] = "::1"
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["listen": "::1"])
         let start = try w.world.comfy(["start"])
         try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
         defer { _ = try? w.world.comfy(["stop"]) }
@@ -458,10 +455,7 @@ struct LauncherLaunchTests {
     @Test("stop: a ComfyUI that ignores SIGTERM is killed with what it started; the launcher cleans up and exits", .requiresRoot)
     func stopStubborn() throws {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["extra_args"] = ["--standin-stubborn"]
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["extra_args": ["--standin-stubborn"]])
         let start = try w.world.comfy(["start"])
         try #require(start.succeeded, "\(start.stdoutText) \(start.stderrText)")
         defer { _ = try? w.world.comfy(["stop", "--timeout", "1"]) }
@@ -835,20 +829,14 @@ struct LauncherSystemdTests {
 struct LauncherLandlockModeTests {
     func world(_ mode: Any) throws -> LauncherWorld {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["landlock"] = mode
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["landlock": mode])
         return w
     }
 
     @Test("launcher.limits: more memory than the limit is killed inside the session; too many tasks are refused", .requiresRoot)
     func sessionLimits() throws {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["limits"] = ["memory": "256m", "tasks": 64] as [String: Any]
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["limits": ["memory": "256m", "tasks": 64] as [String: Any]])
         guard SessionCgroup.detectedVersion != nil else { return }
         let hog = try w.world.comfy(["run", "--", "/usr/bin/python3", "-c", "b = bytearray(512 << 20); print('survived')"])
         #expect(hog.status == 137 && !hog.stdoutText.contains("survived"), "\(hog.status) \(hog.stdoutText) \(hog.stderrText)")
@@ -867,10 +855,7 @@ struct LauncherLandlockModeTests {
     func sessionCgroupV2(_ limited: Bool) throws {
         let w = try LauncherWorld()
         if limited {
-            var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-            launcher["limits"] = ["tasks": 64] as [String: Any]
-            w.config["launcher"] = launcher
-            try w.world.writeConfig(w.config)
+            try w.setLauncher(["limits": ["tasks": 64] as [String: Any]])
         }
         // On a cgroup v1 host, its cgroup2 hierarchy in place of
         // /sys/fs/cgroup, in this test's mount namespace only.
@@ -905,10 +890,7 @@ struct LauncherLandlockModeTests {
           arguments: [("[1]", ["nvidia1"], ["nvidia0"], "1"), ("\"auto\"", ["nvidia0", "nvidia1"], [], "0,1"), ("\"none\"", [], ["nvidia0", "nvidia1", "nvidiactl"], "")])
     func gpuNodes(_ setting: String, _ present: [String], _ absent: [String], _ visible: String) throws {
         let w = try LauncherWorld()
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["gpu"] = try JSONSerialization.jsonObject(with: Data(setting.utf8), options: .fragmentsAllowed)
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["gpu": JSONSerialization.jsonObject(with: Data(setting.utf8), options: .fragmentsAllowed)])
         // In this test's own mount namespace, a /dev holding the usual nodes
         // and two fake GPUs with the driver's majors.
         let script = """
@@ -931,11 +913,8 @@ struct LauncherLandlockModeTests {
     func instancesPerGPU() throws {
         let w = try LauncherWorld()
         let (pa, pb) = (LauncherWorld.freePort(), LauncherWorld.freePort())
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["instances"] = [["name": "a", "gpu": [0], "port": pa],
-                                 ["name": "b", "gpu": [1], "port": pb, "output": "own"]] as [[String: Any]]
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["instances": [["name": "a", "gpu": [0], "port": pa],
+                                         ["name": "b", "gpu": [1], "port": pb, "output": "own"]] as [[String: Any]]])
         let script = """
         set -e
         \(w.fakeDevScript)
@@ -990,10 +969,7 @@ struct LandlockOnThisKernelTests {
 
     func world(_ mode: Any) throws -> LauncherWorld {
         let w = Self.shared
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["landlock"] = mode
-        w.config["launcher"] = launcher
-        try w.world.writeConfig(w.config)
+        try w.setLauncher(["landlock": mode])
         return w
     }
 

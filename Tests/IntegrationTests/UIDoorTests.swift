@@ -10,11 +10,7 @@ enum DoorWorld {
         let w = SharedLauncherWorld.make()
         let users = try! w.world.sh("useradd -M -N -s /bin/sh bob && useradd -M -N -s /bin/sh mallory")
         precondition(users.succeeded, users.stderrText)
-        var launcher = w.config["launcher"] as? [String: Any] ?? [:]
-        launcher["ui_users"] = ["alice", "bob"]
-        launcher["ui_hosts"] = ["comfy.test:9000", "gpu-box.lan"]
-        w.config["launcher"] = launcher
-        try! w.world.writeConfig(w.config)
+        try! w.setLauncher(["ui_users": ["alice", "bob"], "ui_hosts": ["comfy.test:9000", "gpu-box.lan"]])
         let start = try! w.world.comfy(["start"])
         precondition(start.succeeded, "start: \(start.stdoutText) \(start.stderrText)")
         atexit { _ = try? DoorWorld.shared.world.comfy(["stop"]) }

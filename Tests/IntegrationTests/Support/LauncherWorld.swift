@@ -90,6 +90,14 @@ final class LauncherWorld: @unchecked Sendable {
 
     /// `comfy-sandbox run -- ARGS` in the world.
     @discardableResult
+    /// Sets `values` in the config's launcher section and writes the config.
+    func setLauncher(_ values: [String: Any]) throws {
+        var launcher = config["launcher"] as? [String: Any] ?? [:]
+        launcher.merge(values) { _, new in new }
+        config["launcher"] = launcher
+        try world.writeConfig(config)
+    }
+
     func run(_ args: [String], input: Data? = nil) throws -> HostCommand.Result {
         try world.comfy(["run", "--"] + args, input: input)
     }
