@@ -177,7 +177,13 @@ class DevTools:
             if "method" in msg:
                 self.events.append(msg)
 
-    def pump(self, seconds):
+    def pump(self, seconds, until=None):
+        """Collects events for `seconds`; with `until`, returns the first
+        event (already collected or new) it accepts, else None."""
+        if until:
+            for e in self.events:
+                if until(e):
+                    return e
         deadline = time.time() + seconds
         while time.time() < deadline:
             msg = self.read(max(0.0, deadline - time.time()))
@@ -185,21 +191,15 @@ class DevTools:
                 break
             if "method" in msg:
                 self.events.append(msg)
+                if until and until(msg):
+                    return msg
+        return None
 
     def wait_event(self, method, session, timeout):
-        deadline = time.time() + timeout
-        for e in self.events:
-            if e["method"] == method and e.get("sessionId") == session:
-                return e
-        while time.time() < deadline:
-            msg = self.read(max(0.0, deadline - time.time()))
-            if msg is None:
-                break
-            if "method" in msg:
-                self.events.append(msg)
-                if msg["method"] == method and msg.get("sessionId") == session:
-                    return msg
-        raise Failure("no %s within %d s" % (method, timeout))
+        e = self.pump(timeout, until=lambda e: e["method"] == method and e.get("sessionId") == session)
+        if e is None:
+            raise Failure("no %s within %d s" % (method, timeout))
+        return e
 
     def evaluate(self, expression, session, timeout=30, await_promise=False):
         r = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": await_promise, "returnByValue": True},
