@@ -1,13 +1,21 @@
 // swift-tools-version: 6.0
 // comfy-sandbox: run ComfyUI with untrusted custom nodes under a dedicated,
-// confined account. The targets mirror the architecture:
-//   CSandbox       C seam for what Swift cannot call (prctl, raw set*id, openat2,
-//                  fchmodat2, landlock_*, capset, the fork-time privilege drop)
+// confined account. Each target stands on the ones below it and on nothing
+// above (as apple/containerization layers ContainerizationOS under
+// Containerization):
+//   CSandbox       C seam for what Swift cannot call (raw set*id, openat2,
+//                  fchmodat2, landlock_*, capset, the fork-time privilege
+//                  drop, the constructed root)
 //   CSeccomp/CCap/CACL  system libraries (libseccomp, libcap, libacl)
+//   SandboxOS      the seam's typed wrappers: owned descriptors (over
+//                  swift-system's FileDescriptor and Errno), SafeFS and the
+//                  one tree walker, spawn and the constructed root, Landlock,
+//                  accounts, the kernel's features. Knows no config.
 //   SandboxCore    config, plan/apply, accounts, tree, state, git/nodes,
-//                  confinement, integrity: everything testable without a binary
-//   SandboxCommands  one ParsableCommand per verb, thin over SandboxCore
-//   comfy-sandbox  the executable: parses and calls
+//                  confinement policy, integrity, the UI door, egress: all
+//                  the tool's decisions, testable without a binary
+//   SandboxCommands  one ParsableCommand per verb: parses and calls the core
+//   comfy-sandbox  the executable
 import PackageDescription
 
 let package = Package(
@@ -19,6 +27,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .target(
@@ -31,9 +40,16 @@ let package = Package(
                        providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CACL", providers: [.apt(["libacl1-dev"])]),
         .target(
-            name: "SandboxCore",
+            name: "SandboxOS",
             dependencies: [
                 "CSandbox", "CSeccomp", "CCap", "CACL",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(
+            name: "SandboxCore",
+            dependencies: [
+                "SandboxOS", "CSandbox", "CSeccomp", "CCap",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -50,13 +66,13 @@ let package = Package(
         ),
         .testTarget(
             name: "SandboxCoreTests",
-            dependencies: ["SandboxCore", "SandboxCommands"],
+            dependencies: ["SandboxOS", "SandboxCore", "SandboxCommands"],
             // ComfyUI-Manager snapshots, read by path (#filePath), not bundled.
             exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SandboxCore"]
+            dependencies: ["SandboxOS", "SandboxCore"]
         ),
     ]
 )

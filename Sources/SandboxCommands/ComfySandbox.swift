@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import SandboxCore
+import SandboxOS
 
 /// The root command. The executable only calls `ComfySandbox.run()`.
 public struct ComfySandbox: ParsableCommand {

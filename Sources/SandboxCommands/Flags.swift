@@ -43,4 +43,5 @@ func requireRoot(_ what: String) throws {
 
 #if canImport(Glibc)
 import Glibc
+import SandboxOS
 #endif

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SandboxOS
 
 /// `--config PATH` is global: the contract lets it stand before the command's
 /// name (`comfy-sandbox --config P plan`, which is how the Makefile calls

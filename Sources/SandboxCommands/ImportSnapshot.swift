@@ -1,5 +1,6 @@
 import ArgumentParser
 import SandboxCore
+import SandboxOS
 
 public struct ImportSnapshot: ParsableCommand {
     public static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import SandboxCore
+import SandboxOS
 
 /// `__internal hash FILE...`: the hasher of record-models/verify-models on
 /// plain files, for the P5 benchmark. Prints `sha256  path` per file (like

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import SandboxCore
+import SandboxOS
 
 /// Shared by update-nodes, rollback-nodes, update-comfyui and rollback-comfyui:
 /// the summary (text or JSON) and the exit status (1 when any checkout failed).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SandboxCore
+import SandboxOS
 
 public struct Plan: ParsableCommand {
     public static let configuration = CommandConfiguration(

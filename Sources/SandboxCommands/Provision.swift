@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SandboxCore
+import SandboxOS
 
 /// `--only` and `--models`, shared by plan and provision.
 public struct ProvisionOptions: ParsableArguments {

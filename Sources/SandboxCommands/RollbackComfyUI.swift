@@ -1,5 +1,6 @@
 import ArgumentParser
 import SandboxCore
+import SandboxOS
 
 public struct RollbackComfyUI: ParsableCommand {
     public static let configuration = CommandConfiguration(

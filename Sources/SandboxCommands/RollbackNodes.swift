@@ -1,5 +1,6 @@
 import ArgumentParser
 import SandboxCore
+import SandboxOS
 
 public struct RollbackNodes: ParsableCommand {
     public static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SandboxCore
+import SandboxOS
 
 public struct Run: ParsableCommand {
     public static let configuration = CommandConfiguration(

@@ -23,3 +23,4 @@ public struct Shell: ParsableCommand {
 }
 
 import FoundationEssentials
+import SandboxOS

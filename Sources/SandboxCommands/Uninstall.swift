@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import SandboxCore
+import SandboxOS
 
 public struct Uninstall: ParsableCommand {
     public static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import SandboxCore
+import SandboxOS
 
 public struct UpdateNodes: ParsableCommand {
     public static let configuration = CommandConfiguration(

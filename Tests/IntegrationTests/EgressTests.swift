@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 /// launcher.egress against a fake internet (Support/FakeInternet.swift):
 /// every attempt runs inside `comfy-sandbox run`, and every refusal must be

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// fix-permissions runs as root over shares the sandbox user can write. Each
 /// test lets a hostile sandbox user prepare the tree, then checks that the

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// Every area together, from an empty world: the places where one area's
 /// result is another's input (the share views inside ComfyUI's checkout,

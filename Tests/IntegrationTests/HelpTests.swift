@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 @Suite("help")
 struct HelpTests {

@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 @Suite("record-models / verify-models through the binary", .serialized)
 struct ModelsIntegrationTests {

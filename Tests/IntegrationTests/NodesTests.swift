@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 /// A world with a git daemon serving node repositories and ComfyUI's
 /// directory made (root, 0755), so update-nodes has somewhere to put them.

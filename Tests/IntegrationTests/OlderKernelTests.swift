@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// What an older kernel's missing system calls do, shown on this one:
 /// COMFY_SANDBOX_WITHOUT_SYSCALLS makes the binary (and all it starts) get

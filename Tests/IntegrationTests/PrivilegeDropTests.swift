@@ -2,6 +2,7 @@ import CSandbox
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 /// The fork-time privilege drop, checked from inside the child it made.
 @Suite("privilege drop", .serialized)

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// plan / provision / uninstall against real shadow-utils, in throwaway worlds.
 @Suite("provision in a world", .requiresRoot, .serialized)

@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 /// Requirement installs with a lock, nodes left out alone, the lent cache,
 /// incremental installs and install scripts; offline, from a package index

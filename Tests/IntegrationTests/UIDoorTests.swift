@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 /// A launched stand-in behind the relay, and the users who knock: alice (the
 /// primary user), bob (also in launcher.ui_users), mallory (another local

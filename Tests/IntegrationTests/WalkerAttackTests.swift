@@ -2,6 +2,7 @@ import Foundation
 @testable import SandboxCore
 import Synchronization
 import Testing
+@testable import SandboxOS
 
 /// One adversarial suite for every caller of the one walker (`SafeFS.walk`):
 /// fix-permissions, node sealing, the models walk, RAM-temp/tree removal and
@@ -126,7 +127,7 @@ struct WalkerAttackTests {
         let fd = (name.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer {
             openat(dfd, $0.baseAddress!, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         }
-        guard fd >= 0 else { throw SandboxError.failure("create \(dir)/\(PermissionFixer.escape(name)): \(Errno.current)") }
+        guard fd >= 0 else { throw SandboxError.failure("create \(dir)/\(Format.escape(name)): \(Errno.current)") }
         defer { close(fd) }
         _ = Array(content.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         fchown(fd, owner, owner)

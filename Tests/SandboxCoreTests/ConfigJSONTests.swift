@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// ConfigJSON is a fast path in front of JSONDecoder: whatever it returns must
 /// be exactly what JSONDecoder gives for the same bytes, and whatever it

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 @Suite("egress: the list, names, addresses, requests and ClientHellos")
 struct EgressUnitTests {

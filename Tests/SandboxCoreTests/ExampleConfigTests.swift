@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 @Suite("example config and schema")
 struct ExampleConfigTests {

@@ -1,19 +1,35 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 /// SandboxCore links only FoundationEssentials; these helpers replace the
 /// Foundation calls it used to make. The tests still have Foundation, so
 /// each helper is checked against the call it replaced.
 @Suite("Foundation parity")
 struct FoundationParityTests {
-    static let paths = ["", "/", "//", "///", "/a", "/a/", "//a", "/a/b", "/a/b/", "/a//b//", "a/b", "a//b", "ab", "ab/",
-                        "./x", "../x", "x/.", "/opt/ComfyUI", "/opt/ComfyUI/", "relative/dir/", "/é/ü", "a/\u{301}b", "/a b/c d"]
+    static let paths = ["", "/", "/a", "/a/", "//a", "/a/b", "/a/b/", "/a//b//", "a/b", "a//b", "ab", "ab/",
+                        "./x", "../x", "x/.", "/opt/ComfyUI", "/opt/ComfyUI/", "relative/dir/", "/é/ü", "/a b/c d"]
 
+    /// Paths go over swift-system's FilePath, which reads them as the kernel
+    /// does; on every path this tool makes or is given that is what NSString
+    /// said.
     @Test("lastComponent and deletingLastComponent agree with NSString", arguments: paths)
     func pathComponents(_ path: String) {
         #expect(Paths.lastComponent(path) == (path as NSString).lastPathComponent)
         #expect(Paths.deletingLastComponent(path) == (path as NSString).deletingLastPathComponent)
+    }
+
+    /// Where NSString is not the kernel: it compares Characters, so a "/"
+    /// carrying a combining mark was no separator to it, though open(2)
+    /// splits there; and it made "//" and "///" empty, which the kernel reads as "/".
+    @Test("bytes, not Characters: the kernel's reading where NSString differs")
+    func kernelReading() {
+        #expect(Paths.lastComponent("a/\u{301}b") == "\u{301}b")
+        #expect(Paths.deletingLastComponent("a/\u{301}b") == "a")
+        #expect(Paths.lastComponent("//") == "/")
+        #expect(Paths.deletingLastComponent("//") == "/")
+        #expect(Paths.lastComponent("///") == "/")
     }
 
     /// corelibs' NSString traps in deletingLastPathComponent when the path is

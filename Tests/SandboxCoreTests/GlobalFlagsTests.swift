@@ -1,5 +1,6 @@
 import Testing
 import SandboxCommands
+import SandboxOS
 
 /// `--config` before the command's name means the same as after it: the
 /// Makefile calls every verb as `comfy-sandbox --config P VERB`.

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 @Suite("models manifest: record and incremental verify")
 struct ManifestTests {

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 @Suite("models links from a Hugging Face cache")
 struct ModelLinksTests {

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// Tests that link with AT_EMPTY_PATH or chown need root.
 extension Trait where Self == ConditionTrait {

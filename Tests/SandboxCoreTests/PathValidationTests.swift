@@ -1,5 +1,6 @@
 import Testing
 @testable import SandboxCore
+@testable import SandboxOS
 
 /// The byte-level path checks must say exactly what the split-based
 /// definitions say: every string over {/, ., .., a, NUL} up to 6 characters.

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 @Suite("plan computation")
 struct PlanTests {
@@ -101,10 +102,10 @@ struct PlanTests {
 
     @Test("paths in reports escape newlines, backslashes and bytes that are not UTF-8")
     func escape() {
-        #expect(PermissionFixer.escape(Array("a\nb".utf8)) == "a\\nb")
-        #expect(PermissionFixer.escape([0x61, 0xff, 0x62]) == "a\\xffb")
-        #expect(PermissionFixer.escape(Array("ü\\".utf8)) == "ü\\\\")
-        #expect(PermissionFixer.escape(Array("-rf".utf8)) == "-rf")
+        #expect(Format.escape(Array("a\nb".utf8)) == "a\\nb")
+        #expect(Format.escape([0x61, 0xff, 0x62]) == "a\\xffb")
+        #expect(Format.escape(Array("ü\\".utf8)) == "ü\\\\")
+        #expect(Format.escape(Array("-rf".utf8)) == "-rf")
     }
 
     @Test("file modes: 0644/0664, executables keep x, setuid/setgid/sticky cleared")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SandboxOS
 
 /// Root changes owners and modes only through descriptors: a path rebuilt
 /// and handed to chmod/chown follows whatever link sits there by then, and

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 @Suite struct RequirementLockTests {
     @Test("a uv lock keeps its requirement, --hash and comment lines")

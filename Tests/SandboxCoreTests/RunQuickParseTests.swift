@@ -1,5 +1,6 @@
 import Testing
 import SandboxCommands
+import SandboxOS
 
 /// `run`'s quick parse must read exactly what ArgumentParser reads, or give
 /// the line back to it (nil). Each accepted line is parsed both ways.

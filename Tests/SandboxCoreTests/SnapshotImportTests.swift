@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// Fixtures and a scratch directory for the import tests.
 enum SnapshotFixtures {

@@ -1,5 +1,6 @@
 import SandboxCore
 import Testing
+import SandboxOS
 
 @Suite("terminal filter: what the sandbox's output may do to the operator's terminal")
 struct TerminalFilterTests {

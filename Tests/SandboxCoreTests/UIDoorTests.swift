@@ -1,5 +1,6 @@
 import SandboxCore
 import Testing
+import SandboxOS
 
 @Suite("the UI door: Host, Origin, framing, CSP and the per-user cap")
 struct UIDoorTests {

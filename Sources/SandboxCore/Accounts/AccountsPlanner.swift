@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The `accounts` area: the shared group, the sandbox user, the members of
 /// the group, and the sandbox user's home. Everything goes through the real

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 extension SandboxCheck {
     /// The outer (root) side of check-sandbox: prepares the exact session

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// check-sandbox, inside: the attacks the constructed root answers, modelled
 /// on real malicious nodes (the LLMVISION stealer, the ultralytics XMRig

@@ -4,6 +4,7 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import Synchronization
+import SandboxOS
 
 /// check-sandbox: the tool re-executes itself inside the exact confinement
 /// ComfyUI gets (`__internal check-inside`) and attacks it. The outer (root)

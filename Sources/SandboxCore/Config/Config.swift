@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// The whole configuration, as ../shared/CONTRACT.md fixes it. Decoding
 /// applies the contract's defaults and rejects unknown keys; `validate()`

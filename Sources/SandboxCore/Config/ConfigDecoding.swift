@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// A decoding problem with the key path it happened at.
 struct ConfigIssue: Error {

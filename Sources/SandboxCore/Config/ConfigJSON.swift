@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// A fast path for decoding the JSON config: a strict parser for the plain
 /// subset of JSON a config is written in, and a `Decoder` over its tree, so

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// Finds, reads, decodes and validates the config. Every error is exit 65 and
 /// names the file and the key path; nothing here touches the disk beyond

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// Semantic checks that types cannot express. Each problem is one line that
 /// starts with the key path (`shares[1].path: ...`).

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The GPUs a session may use.
 public struct GPUSelection: Sendable {

@@ -2,6 +2,7 @@ import CSandbox
 import Dispatch
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The one path from root to a confined ComfyUI, shared by `run`, `launch`,
 /// `shell` and `check-sandbox`:

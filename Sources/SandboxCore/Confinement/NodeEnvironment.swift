@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// What nodes that write get: a data directory of their own in the sandbox
 /// home (`<home>/node-data/<name>`, outside their sealed code), the

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// What `run` and `shell` give the sandbox instead of the operator's terminal.
 ///

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// What goes into a session's constructed root (ConstructedRoot), for
 /// ComfyUI and `run`/`shell`/`check-sandbox` (`forSession`) and for confined
@@ -161,14 +162,5 @@ public enum RootLayout {
         for path in readable { try r.bind(path, .readOnly, follow: true) }
         for path in writable { try r.bindExecutable(path) }
         return r
-    }
-}
-
-extension ConstructedRoot {
-    /// A writable bind whose files may be executed: only for an install's staging.
-    func bindExecutable(_ path: String) throws {
-        try bind(path, .readWrite, recursive: false, required: true)
-        // Without the noexec bind() sets: builds execute what they compile.
-        if !sources.isEmpty { sources[sources.count - 1].set &= ~CS_MOUNT_ATTR_NOEXEC }
     }
 }

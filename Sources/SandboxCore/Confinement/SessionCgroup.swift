@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The session's own cgroup, made by the launcher when it runs without
 /// systemd (under the unit, MemoryMax=, TasksMax= and CPUWeight= do the
@@ -23,7 +24,7 @@ import Glibc
 /// enforce nothing (memory null, tasks null, cpu_weight 100) is not worth
 /// that on every start. Only then does the init make its cgroup namespace,
 /// whose root the session cgroup becomes.
-public final class SessionCgroup: @unchecked Sendable {
+public final class SessionCgroup: CgroupPlacement, @unchecked Sendable {
     public enum Version: String, Sendable { case v2, v1 }
     public let version: Version
     /// The session directories, one per hierarchy.

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 // What a session may reach: its Landlock rules, for paths and ports.
 extension Launcher {
@@ -97,5 +98,28 @@ extension Launcher {
             for file in selfMappedFiles { rules.append(R(file, [.readFile, .execute])) }
         }
         return rules
+    }
+}
+
+extension Landlock {
+    /// What `launcher.landlock` makes of a built ruleset: with `true`
+    /// (`.enforce`) every rule must hold, so a kernel that lacks one is a
+    /// refusal naming each missing piece and the kernel that has it; with
+    /// `"best-effort"` the same list comes back as WARNING lines, printed at
+    /// every start. Nothing is ever silently weaker.
+    public static func enforcementNotes(_ summary: Summary, mode: Config.LandlockMode, what: String) throws -> [String] {
+        let missing = summary.notEnforced
+        var notes = summary.gaps.filter { !$0.weaker }.map { "note: Landlock ABI \(summary.abi): \($0)" }
+        guard !missing.isEmpty, mode != .off else { return notes }
+        let kernelText = "this kernel (Linux \(Kernel.release), Landlock ABI \(summary.abi))"
+        if mode == .enforce {
+            let needed = summary.gaps.filter(\.weaker).map(\.abi).max() ?? 1
+            throw SandboxError.failure("\(what): \(kernelText) cannot enforce every Landlock rule, and launcher.landlock is true. Not enforced here: "
+                                       + missing.joined(separator: "; "),
+                                       hint: "set launcher.landlock to \"best-effort\" to run with what this kernel enforces (the rest is named at every start), "
+                                           + "or boot Linux \(kernel(abi: needed)) or later")
+        }
+        notes.append("WARNING: Landlock NOT fully enforced on \(kernelText), launcher.landlock = \"best-effort\": " + missing.joined(separator: "; "))
+        return notes
     }
 }

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 // The three ways a confined session runs, orchestrated here so that the
 // commands only parse their arguments and map the outcome to an exit

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 extension Launcher {
     /// Signals the launcher passes on to the confined child.
@@ -184,7 +185,7 @@ public enum LauncherPidFile {
         // Escaped line by line: what ComfyUI and the nodes printed reaches the
         // operator's terminal, and must not drive it (escape sequences, OSC 52).
         return buf[..<n].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).suffix(lines + 1)
-            .map { PermissionFixer.escape(Array($0)) }.joined(separator: "\n").trimmingWhitespaceAndNewlines()
+            .map { Format.escape(Array($0)) }.joined(separator: "\n").trimmingWhitespaceAndNewlines()
     }
 
     public static func remove(_ config: Config) {

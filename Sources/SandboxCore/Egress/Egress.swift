@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// `launcher.egress`: the few services a loopback-only sandbox may reach,
 /// through the egress proxy (EgressProxy.swift). This file is the judging:

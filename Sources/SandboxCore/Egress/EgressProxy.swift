@@ -2,6 +2,7 @@ import CSandbox
 import FoundationEssentials
 import Glibc
 import Synchronization
+import SandboxOS
 
 /// The egress proxy: how a loopback-only sandbox reaches the services of
 /// `launcher.egress` and nothing else.

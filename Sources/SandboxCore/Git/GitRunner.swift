@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The one way this tool runs git. Every invocation gets:
 /// - the absolute /usr/bin/git, checked to be a root-owned file nobody else

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// A checkout this tool owns, driven through `GitRunner`. The repository
 /// keeps no remote in its config: every fetch names the URL from the

@@ -4,6 +4,7 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import Synchronization
+import SandboxOS
 
 /// The identity of a file's content as stat(2) sees it. When none of these
 /// changed since a file was hashed, its content is trusted without reading it:
@@ -75,8 +76,8 @@ public enum FileHasher {
         }
         guard fd >= 0 else {
             let e = Errno.current
-            if e == .loop { return (.notRegular(kind: "symlink"), 0) }
-            if e == .crossDevice { return (.unreadable("on another file system (a mount point); not opened"), 0) }
+            if e == .tooManySymbolicLinkLevels { return (.notRegular(kind: "symlink"), 0) }
+            if e == .improperLink { return (.unreadable("on another file system (a mount point); not opened"), 0) }
             return (.unreadable(e.description), 0)
         }
         defer { close(fd) }

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// Finds files in a Hugging Face hub cache:
 ///
@@ -43,7 +44,7 @@ public enum HFCache {
         guard repoFD >= 0 else {
             let e = Errno.current
             if e.rawValue == ENOSYS { throw Kernel.openat2Missing("\(key): cannot open \(repoDir)") }
-            if e == .noEntry {
+            if e == .noSuchFileOrDirectory {
                 throw SandboxError.failure("\(key): repo \(link.repo) is not in the Hugging Face cache (no \(repoDir))",
                                            hint: "download it first: huggingface-cli download \(link.repo) \(link.file)")
             }
@@ -62,10 +63,10 @@ public enum HFCache {
         guard fd >= 0 else {
             let e = Errno.current
             switch e {
-            case .noEntry:
+            case .noSuchFileOrDirectory:
                 throw SandboxError.failure("\(key): \(link.file) is not in \(link.repo) at revision \(commit) (no \(snapshotPath))",
                                            hint: "check models.links file name, or download it: huggingface-cli download \(link.repo) \(link.file)")
-            case .crossDevice, .loop:
+            case .improperLink, .tooManySymbolicLinkLevels:
                 throw SandboxError.failure("\(key): \(snapshotPath) leads outside \(repoDir) (\(e)); refusing to link it",
                                            hint: "the cache entry is not what huggingface_hub writes; re-download it")
             default:

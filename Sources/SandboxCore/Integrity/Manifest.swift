@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// `state_dir/models.manifest.json`: the SHA-256 of every regular file in the
 /// models share, with the stat fields that let `verify-models` trust a file
@@ -315,7 +316,7 @@ public enum Manifest {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else {
             let e = Errno.current
-            if e == .noEntry {
+            if e == .noSuchFileOrDirectory {
                 return .failure(SandboxError.failure("no models manifest at \(path)", hint: "run `comfy-sandbox record-models` first"))
             }
             return .failure(SandboxError.failure("cannot open \(path): \(e)"))

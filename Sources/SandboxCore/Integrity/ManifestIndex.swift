@@ -1,5 +1,6 @@
 import Crypto
 import FoundationEssentials
+import SandboxOS
 
 /// `state_dir/models.manifest.idx`: the manifest again, in a flat binary
 /// form that loads in about a millisecond for 10,000 files where decoding the

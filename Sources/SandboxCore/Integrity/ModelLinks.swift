@@ -1,7 +1,7 @@
-import CACL
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// Links `models.links[]` from the Hugging Face cache into the models share.
 ///
@@ -128,14 +128,14 @@ public struct ModelLinksPlanner: Planner {
             return
         }
         let e = Errno.current
-        if e == .exists {
+        if e == .fileExists {
             var blob = stat()
             _ = fstat(blobFD.raw, &blob)
             if case .done = targetStateAt(dirFD, name, blob) { return }
             throw SandboxError.failure("\(key): \(target) already exists and is not \(resolved.snapshotPath); it was left alone",
                                        hint: "move it away (or set \(key).rename) and run provision again")
         }
-        guard e == .crossDevice else {
+        guard e == .improperLink else {
             throw SandboxError.failure("\(key): cannot hard-link \(resolved.blobPath) to \(target): \(e)")
         }
         // Another file system: a symlink to the blob, and read access for the group.
@@ -144,7 +144,7 @@ public struct ModelLinksPlanner: Planner {
             let e2 = Errno.current
             var blob = stat()
             _ = fstat(blobFD.raw, &blob)
-            if e2 == .exists, case .done = targetStateAt(dirFD, name, blob) { return }
+            if e2 == .fileExists, case .done = targetStateAt(dirFD, name, blob) { return }
             throw SandboxError.failure("\(key): cannot create the symlink \(target) -> \(resolved.blobPath): \(e2)")
         }
         // The link itself belongs to the share's owner like everything else there.
@@ -256,43 +256,10 @@ public enum CacheAccess {
         let otherHas = (!read || st.st_mode & 0o004 != 0) && (!execute || st.st_mode & 0o001 != 0)
         let groupOwns = st.st_gid == gid && (!read || st.st_mode & 0o040 != 0) && (!execute || st.st_mode & 0o010 != 0)
         if otherHas || groupOwns { return }
-        guard let current = acl_get_fd(fd) else { throw SandboxError.failure("\(key): cannot read the ACL of \(path): \(Errno.current)") }
-        var acl: acl_t? = current
-        defer { acl_free(UnsafeMutableRawPointer(acl)) }
-        var entry: acl_entry_t?
-        var found: acl_entry_t?
-        var which = ACL_FIRST_ENTRY
-        while acl_get_entry(acl, which, &entry) == 1 {
-            which = ACL_NEXT_ENTRY
-            var tag = acl_tag_t()
-            guard let e = entry, acl_get_tag_type(e, &tag) == 0, tag == ACL_GROUP else { continue }
-            if let q = acl_get_qualifier(e) {
-                let g = q.assumingMemoryBound(to: gid_t.self).pointee
-                acl_free(q)
-                if g == gid { found = e; break }
-            }
-        }
-        if found == nil {
-            var e: acl_entry_t?
-            guard acl_create_entry(&acl, &e) == 0, let e else {
-                throw SandboxError.failure("\(key): cannot extend the ACL of \(path): \(Errno.current)")
-            }
-            var g = gid
-            _ = acl_set_tag_type(e, ACL_GROUP)
-            _ = acl_set_qualifier(e, &g)
-            var ps: acl_permset_t?
-            _ = acl_get_permset(e, &ps)
-            _ = acl_clear_perms(ps)
-            found = e
-        }
-        var ps: acl_permset_t?
-        guard let e = found, acl_get_permset(e, &ps) == 0 else { return }
-        if read { _ = acl_add_perm(ps, acl_perm_t(ACL_READ)) }
-        if execute { _ = acl_add_perm(ps, acl_perm_t(ACL_EXECUTE)) }
-        _ = acl_set_permset(e, ps)
-        guard acl_calc_mask(&acl) == 0, acl_set_fd(fd, acl) == 0 else {
-            throw SandboxError.failure("\(key): cannot set the ACL of \(path): \(Errno.current)",
-                                       hint: "the file system must support POSIX ACLs (mount option acl)")
+        do {
+            try ACL.grantGroup(fd: fd, gid: gid, read: read, execute: execute, display: path)
+        } catch let e as SandboxError {
+            throw SandboxError.failure("\(key): \(e.message)", hint: e.hint)
         }
     }
 }

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// The `MODELS` string of the RunPod images: `RepoID:RemoteFilename:TargetDir[:LocalRename]`,
 /// entries separated by commas, semicolons, spaces or newlines, e.g.

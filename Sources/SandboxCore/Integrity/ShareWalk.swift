@@ -2,6 +2,7 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import Synchronization
+import SandboxOS
 
 /// Lists the models share with `SafeFS.walk` (openat2 from the share's fd,
 /// no symlink followed, no mount crossed, (dev, ino) re-checked, bounded
@@ -20,7 +21,7 @@ import Synchronization
 public final class ShareWalk: @unchecked Sendable {
     public struct File: Sendable {
         /// Path relative to the share root, '/'-separated, escaped
-        /// (`PermissionFixer.escape`: a name with a newline or an escape
+        /// (`Format.escape`: a name with a newline or an escape
         /// sequence cannot forge a line of the report).
         public var path: String
         /// The path as the file system holds it, NUL-terminated, when it
@@ -96,8 +97,8 @@ public final class ShareWalk: @unchecked Sendable {
 
         mutating func visit(_ entry: SafeFS.WalkEntry) {
             let bytes = entry.path
-            let plain = PermissionFixer.isPlain(bytes)
-            let path = plain ? String(decoding: bytes, as: UTF8.self) : PermissionFixer.escape(bytes)
+            let plain = Format.isPlain(bytes)
+            let path = plain ? String(decoding: bytes, as: UTF8.self) : Format.escape(bytes)
             switch entry.st.st_mode & S_IFMT {
             case S_IFREG:
                 let raw: [CChar]? = plain || path.utf8.elementsEqual(bytes) ? nil : bytes.map { CChar(bitPattern: $0) } + [0]
@@ -110,7 +111,7 @@ public final class ShareWalk: @unchecked Sendable {
         }
 
         mutating func skipped(_ path: [UInt8], _ why: SafeFS.WalkSkip) {
-            let shown = path.isEmpty ? "." : PermissionFixer.escape(path)
+            let shown = path.isEmpty ? "." : Format.escape(path)
             if why == .mountPoint {
                 notEntered.append((shown, "another file system (a mount point): not entered, nothing below it recorded or checked"))
             } else {
@@ -128,6 +129,6 @@ public final class ShareWalk: @unchecked Sendable {
         var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlinkat(dirFD, name, &buf, buf.count - 1)
         guard n >= 0 else { return nil }
-        return PermissionFixer.escape(buf[0..<n].map { UInt8(bitPattern: $0) })
+        return Format.escape(buf[0..<n].map { UInt8(bitPattern: $0) })
     }
 }

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// One pinned checkout: a custom node or ComfyUI itself.
 public struct CheckoutSpec: Sendable {

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// ComfyUI itself: a checkout like a node's (same hardened git, same
 /// crash-safe record-then-checkout, record at `state_dir/comfyui.json`),

@@ -1,6 +1,7 @@
 import Crypto
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// A node's install.py (`custom_nodes[].install_script: true`), run the way
 /// its requirements are installed: never as root, never in the node's own
@@ -135,7 +136,7 @@ public enum InstallScript {
         let confinement = try SandboxConfinement.forInstall(config, writable: [staging])
         let r = try HostCommand(env.python, ["install.py"], environment: environment, workingDirectory: copy).run(confinement: confinement)
         for line in (r.stdoutText + r.stderrText).split(separator: "\n").suffix(r.succeeded ? 8 : 25) {
-            progress?("  \(node.name) install.py: " + PermissionFixer.escape(Array(line.utf8)))
+            progress?("  \(node.name) install.py: " + Format.escape(Array(line.utf8)))
         }
 
         // Sealed, then what it added moved into the checkout.

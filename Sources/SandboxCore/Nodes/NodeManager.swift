@@ -2,6 +2,7 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import Synchronization
+import SandboxOS
 
 /// update-nodes / rollback-nodes over every configured node (or the named
 /// ones): up to `parallelism` at once, each node on its own checkout and

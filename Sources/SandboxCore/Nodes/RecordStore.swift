@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// Reads and writes checkout records (`state_dir/nodes/NAME.json`,
 /// `state_dir/comfyui.json`). Writes go through AtomicFile (root:root 0644

@@ -1,6 +1,7 @@
 import Crypto
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// Where a requirement comes from: ComfyUI's requirements.txt,
 /// `comfyui.extra_requirements`, or an enabled node's requirements.txt.
@@ -244,7 +245,7 @@ public enum RequirementLock {
     }
 
     static func problem(_ line: String) -> SandboxError {
-        SandboxError.failure("the installer's lock holds a line a lock may not hold: \"\(PermissionFixer.escape(Array(line.prefix(200).utf8)))\"",
+        SandboxError.failure("the installer's lock holds a line a lock may not hold: \"\(Format.escape(Array(line.prefix(200).utf8)))\"",
                              hint: "only name==version, name @ url, --hash= and comments are kept; nothing was installed")
     }
 

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The confined requirement install (steps 1-6 in PythonEnv's doc).
 extension PythonEnv {
@@ -334,7 +335,7 @@ struct InstallRun {
         // lines; pip: "ERROR:"), else the last lines.
         let first = lines.firstIndex { $0.lowercased().hasPrefix("error") || $0.hasPrefix("×") }
         let chosen = first.map { Array(lines[$0...].prefix(count)) } ?? Array(lines.suffix(count))
-        return chosen.map { PermissionFixer.escape(Array($0.utf8)) }
+        return chosen.map { Format.escape(Array($0.utf8)) }
     }
 
     /// Resolves `sources` to a lock; the installer's error lines when it cannot.

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import RegexBuilder
+import SandboxOS
 
 /// A static scan of custom node code for what a reviewer should look at
 /// before trusting a node: dynamic code execution, unsafe deserialisation,
@@ -25,7 +26,7 @@ public enum NodeScanner {
 
     public struct Finding: Codable, Sendable, Equatable {
         public var node: String
-        /// Relative to the node's directory, escaped (`PermissionFixer.escape`):
+        /// Relative to the node's directory, escaped (`Format.escape`):
         /// control bytes, backslashes and bytes that are not UTF-8 as `\\x1b`, `\\n`...
         public var file: String
         public var line: Int
@@ -52,14 +53,14 @@ public enum NodeScanner {
 
     /// A name as the directory holds it: raw bytes, NUL-terminated, for the
     /// *at() calls (a name that is not UTF-8 must still open), and its
-    /// escaped form (`PermissionFixer.escape`) for everything a report
+    /// escaped form (`Format.escape`) for everything a report
     /// prints: a node's file names are the node author's, and one holding an
     /// escape sequence or a newline must not drive the reader's terminal or
     /// forge a line of the report.
     struct EntryName {
         var raw: [CChar]
         var bytes: [UInt8] { raw.dropLast().map { UInt8(bitPattern: $0) } }
-        var shown: String { PermissionFixer.escape(bytes) }
+        var shown: String { Format.escape(bytes) }
         func hasSuffix(_ s: String) -> Bool { bytes.count >= s.utf8.count && bytes.suffix(s.utf8.count).elementsEqual(s.utf8) }
         func equals(_ s: String) -> Bool { bytes.elementsEqual(s.utf8) }
     }
@@ -74,7 +75,7 @@ public enum NodeScanner {
 
         mutating func visit(_ entry: SafeFS.WalkEntry) {
             let name = EntryName(raw: Array(UnsafeBufferPointer(start: entry.name, count: strlen(entry.name) + 1)))
-            let rel = PermissionFixer.escape(entry.path)
+            let rel = Format.escape(entry.path)
             if SafeFS.isSymlink(entry.st) {
                 var buf = [UInt8](repeating: 0, count: 4096)
                 let n = buf.withUnsafeMutableBufferPointer { p in
@@ -84,7 +85,7 @@ public enum NodeScanner {
                 let parts = target.split(separator: UInt8(ascii: "/"))
                 if target.first == UInt8(ascii: "/") || parts.contains(where: { $0.elementsEqual("..".utf8) }) {
                     out.append(Finding(node: node, file: rel, line: 0, rule: "symlink-outside", severity: .medium,
-                                       reason: "a link pointing outside the node (\(PermissionFixer.escape(target))); code could read or write there through it"))
+                                       reason: "a link pointing outside the node (\(Format.escape(target))); code could read or write there through it"))
                 }
                 return
             }
@@ -117,7 +118,7 @@ public enum NodeScanner {
 
         mutating func skipped(_ path: [UInt8], _ why: SafeFS.WalkSkip) {
             if why == .disappeared { return }
-            notScanned(path.isEmpty ? "." : PermissionFixer.escape(path), why)
+            notScanned(path.isEmpty ? "." : Format.escape(path), why)
         }
 
         /// What the scan could not look at is a finding: a reviewer must know.

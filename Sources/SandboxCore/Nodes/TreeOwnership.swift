@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// Sets owner and mode across a tree the sandbox may have written (a
 /// staging directory, a writable node), with `SafeFS.walk`: every directory
@@ -97,7 +98,7 @@ public enum TreeOwnership {
         var failures: [String] = []
 
         func display(_ rel: [UInt8]) -> String {
-            rel.isEmpty ? root : root + "/" + PermissionFixer.escape(rel)
+            rel.isEmpty ? root : root + "/" + Format.escape(rel)
         }
 
         mutating func enter(_ dir: SafeFS.WalkEntry) -> Bool {

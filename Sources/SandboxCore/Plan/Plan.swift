@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// The areas of provisioning, in the order they are applied.
 public enum Area: String, CaseIterable, Sendable, Comparable {

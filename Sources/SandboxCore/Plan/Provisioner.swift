@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// Runs the planners of `Planners.all()` in area order. `plan` computes every
 /// area against the system as it is (dry run) and changes nothing;

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// The systemd units, rendered for a config. The checked-in files in
 /// `systemd/` carry the contract's defaults and are what the unit gate

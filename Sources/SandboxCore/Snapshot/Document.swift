@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// A parsed JSON or YAML document that keeps what a Codable type throws away:
 /// the order of an object's keys (a snapshot's nodes, a config the user

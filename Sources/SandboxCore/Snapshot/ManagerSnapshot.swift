@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// A ComfyUI-Manager snapshot, as its `get_current_snapshot`
 /// (glob/manager_core.py) makes it and `save_snapshot_with_postfix` saves it:

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// The part of YAML that ComfyUI-Manager's snapshots are written in (PyYAML's
 /// `yaml.dump` of plain dicts, lists, strings, booleans and None), and

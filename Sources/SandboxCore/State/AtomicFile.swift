@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// Writes a file so that a reader (or a crash) sees either the old content or
 /// the new, never a mix: temp file in the same directory, fsync, rename over,

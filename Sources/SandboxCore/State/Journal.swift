@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// `state_dir/journal.log`: one line per change provisioning applied, with
 /// its time, appended and never rewritten. Root-owned 0644; opened with

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// `state_dir/nodes/NAME.json` and `state_dir/comfyui.json`, exactly as the
 /// contract fixes them.

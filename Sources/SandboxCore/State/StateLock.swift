@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The state lock (`state_dir/lock`), held with flock(2) by every command that
 /// changes state. A second one waits (up to `timeout`) or fails with a message

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The `comfyui` and `nodes` sections of `status`: which commit ComfyUI and
 /// each node are on (from their root-owned records), each node's status,

@@ -1,5 +1,6 @@
 import CSandbox
 import FoundationEssentials
+import SandboxOS
 
 /// `status`, launcher section: what the launcher enforces with this config
 /// on this kernel right now, and whether ComfyUI runs.

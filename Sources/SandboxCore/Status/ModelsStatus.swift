@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// The `models` section of `status`: is there a manifest, how many files it
 /// covers, when it was recorded, and when verify-models last ran and with

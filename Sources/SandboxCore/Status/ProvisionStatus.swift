@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The `provision` section of `status`: do the accounts exist as configured,
 /// is each share's owner, group, setgid mode and default ACL right, and how

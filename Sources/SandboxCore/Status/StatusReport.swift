@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// One line of `status`: a section, a key, its value and whether it is as it should be.
 public struct StatusItem: Codable, Sendable, Equatable {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxOS
 
 /// Does ComfyUI answer on `launcher.listen:launcher.port`? Asked the way a
 /// browser asks (GET / through the relay), so it proves the whole path: the

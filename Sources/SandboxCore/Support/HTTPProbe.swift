@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// A tiny HTTP/WebSocket client: check-sandbox's reachability checks, and
 /// `start` and `status` asking whether the UI answers.

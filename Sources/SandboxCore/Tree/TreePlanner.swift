@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The `tree` area: each share directory with its owner, group, setgid mode
 /// and default ACL; a traverse-only ACL on the primary user's home (and the

@@ -1,6 +1,7 @@
 import CSandbox
 import FoundationEssentials
 import Glibc
+import SandboxOS
 
 /// The relay serves ComfyUI's UI on the host's listen:port while ComfyUI sits
 /// in a network namespace that has only loopback. The launcher (root) binds

@@ -1,4 +1,5 @@
 import Glibc
+import SandboxOS
 
 /// A `host:port` the UI is reached by, as a browser names it in the Host and
 /// Origin headers: a DNS name (lowercased), an IPv4 address, or an IPv6

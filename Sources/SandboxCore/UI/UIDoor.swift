@@ -1,5 +1,6 @@
 import Crypto
 import FoundationEssentials
+import SandboxOS
 
 /// The rules of the one door from the host to the sandbox: the relay on
 /// `launcher.listen:launcher.port`. ComfyUI has no authentication; whoever

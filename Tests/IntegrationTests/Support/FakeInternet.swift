@@ -1,5 +1,6 @@
 import Foundation
 import SandboxCore
+import SandboxOS
 
 /// A fake internet made only of the test's own network namespaces: a "host"
 /// namespace the launcher runs in (its world's /etc/resolv.conf names the

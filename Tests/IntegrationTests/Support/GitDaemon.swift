@@ -1,5 +1,6 @@
 import Foundation
 import SandboxCore
+import SandboxOS
 
 /// Real repositories served by a real `git daemon` on 127.0.0.1: bare repos
 /// under `base`, each with a work clone for making commits. The daemon is

@@ -1,5 +1,6 @@
 import Foundation
 import SandboxCore
+import SandboxOS
 
 /// A world with what the launcher needs, made here with real useradd and
 /// groupadd (no dependency on the accounts planner): the shared group, the

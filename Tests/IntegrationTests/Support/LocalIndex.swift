@@ -1,5 +1,6 @@
 import Foundation
 import SandboxCore
+import SandboxOS
 
 /// A local package index (a --find-links directory) the tests build
 /// themselves, so requirement installs run offline and exactly: wheels

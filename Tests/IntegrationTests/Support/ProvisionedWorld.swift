@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandboxCore
 import Testing
+@testable import SandboxOS
 
 /// Helpers for the foundation's world tests: a world with alice, a config,
 /// and (optionally) everything provisioned; running things as the hostile

@@ -1,5 +1,6 @@
 import Foundation
 import SandboxCore
+import SandboxOS
 
 /// The kernel the tests run on, as the tool sees it. On a kernel whose
 /// Landlock lacks a rule the launcher makes (Linux 6.1: ABI 2, no TCP rules,

@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import Testing
+import SandboxOS
 
 /// Tests that need root: they create users, change ownership, or confine.
 extension Trait where Self == ConditionTrait {

@@ -32,7 +32,7 @@ extension SafeFS {
             if unlinkat(entry.dirFD, entry.name, 0) == 0 {
                 report.removed += 1
             } else if errno != ENOENT {
-                report.left.append(.init(path: PermissionFixer.escape(entry.path), why: "cannot be removed (\(Errno.current))"))
+                report.left.append(.init(path: Format.escape(entry.path), why: "cannot be removed (\(Errno.current))"))
             }
         }
 
@@ -41,13 +41,13 @@ extension SafeFS {
             if unlinkat(dir.dirFD, dir.name, AT_REMOVEDIR) == 0 {
                 report.removed += 1
             } else if errno != ENOENT {
-                report.left.append(.init(path: PermissionFixer.escape(dir.path), why: "cannot be removed (\(Errno.current))"))
+                report.left.append(.init(path: Format.escape(dir.path), why: "cannot be removed (\(Errno.current))"))
             }
         }
 
         mutating func skipped(_ path: [UInt8], _ why: WalkSkip) {
             if why == .disappeared { return }
-            report.left.append(.init(path: path.isEmpty ? "." : PermissionFixer.escape(path), why: why.description))
+            report.left.append(.init(path: path.isEmpty ? "." : Format.escape(path), why: why.description))
         }
     }
 

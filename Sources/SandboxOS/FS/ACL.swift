@@ -175,4 +175,48 @@ public enum ACL {
         }
         return changed
     }
+
+    /// Adds a named-group entry for `gid` (or extends the one there) with
+    /// read and/or execute, and recomputes the mask; on the open file `fd`,
+    /// never by path.
+    public static func grantGroup(fd: Int32, gid: gid_t, read: Bool, execute: Bool, display: String) throws {
+        guard let current = acl_get_fd(fd) else { throw SandboxError.failure("cannot read the ACL of \(display): \(Errno.current)") }
+        var acl: acl_t? = current
+        defer { acl_free(UnsafeMutableRawPointer(acl)) }
+        var entry: acl_entry_t?
+        var found: acl_entry_t?
+        var which = ACL_FIRST_ENTRY
+        while acl_get_entry(acl, which, &entry) == 1 {
+            which = ACL_NEXT_ENTRY
+            var tag = acl_tag_t()
+            guard let e = entry, acl_get_tag_type(e, &tag) == 0, tag == ACL_GROUP else { continue }
+            if let q = acl_get_qualifier(e) {
+                let g = q.assumingMemoryBound(to: gid_t.self).pointee
+                acl_free(q)
+                if g == gid { found = e; break }
+            }
+        }
+        if found == nil {
+            var e: acl_entry_t?
+            guard acl_create_entry(&acl, &e) == 0, let e else {
+                throw SandboxError.failure("cannot extend the ACL of \(display): \(Errno.current)")
+            }
+            var g = gid
+            _ = acl_set_tag_type(e, ACL_GROUP)
+            _ = acl_set_qualifier(e, &g)
+            var ps: acl_permset_t?
+            _ = acl_get_permset(e, &ps)
+            _ = acl_clear_perms(ps)
+            found = e
+        }
+        var ps: acl_permset_t?
+        guard let e = found, acl_get_permset(e, &ps) == 0 else { return }
+        if read { _ = acl_add_perm(ps, acl_perm_t(ACL_READ)) }
+        if execute { _ = acl_add_perm(ps, acl_perm_t(ACL_EXECUTE)) }
+        _ = acl_set_permset(e, ps)
+        guard acl_calc_mask(&acl) == 0, acl_set_fd(fd, acl) == 0 else {
+            throw SandboxError.failure("cannot set the ACL of \(display): \(Errno.current)",
+                                       hint: "the file system must support POSIX ACLs (mount option acl)")
+        }
+    }
 }

@@ -2,13 +2,6 @@ import CSandbox
 import FoundationEssentials
 import Glibc
 
-/// A file descriptor owned by one object and closed exactly once when it goes.
-public final class OwnedFD: @unchecked Sendable {
-    public let raw: Int32
-    public init(_ raw: Int32) { self.raw = raw }
-    deinit { if raw >= 0 { close(raw) } }
-}
-
 /// One resource limit for the confined child.
 public struct ResourceLimit: Sendable, Equatable {
     public var resource: Int32
@@ -52,8 +45,8 @@ public struct Confinement: Sendable {
     /// init as PID 1 that exits with the program's status (128+N for a
     /// signal N: a PID 1 cannot die of the program's signal itself).
     public var root: ConstructedRoot?
-    /// With `root`: the session's cgroup (its limits), which the init enters first.
-    public var cgroup: SessionCgroup?
+    /// With `root`: the session's cgroup (its limits), where the init is born.
+    public var cgroup: (any CgroupPlacement)?
 
     public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
         self.uid = uid
@@ -62,7 +55,20 @@ public struct Confinement: Sendable {
     }
 }
 
-extension sock_filter: @retroactive @unchecked Sendable {}
+
+/// Where a constructed root's init starts (Sources/CSandbox/spawn.c): cloned
+/// into a cgroup v2 directory (CLONE_INTO_CGROUP), or, on v1, its pid written
+/// to each hierarchy's cgroup.procs before it does anything else. What the
+/// cgroup limits is the caller's business (SessionCgroup in SandboxCore).
+public protocol CgroupPlacement: AnyObject, Sendable {
+    /// v1: cgroup.procs of each hierarchy, open for writing.
+    var procs: [OwnedFD] { get }
+    /// v2: the directory, open.
+    var directory: OwnedFD? { get }
+    /// After the session: removes what was made (empty once the init has
+    /// exited: the kernel ends every process of its PID namespace first).
+    func remove()
+}
 
 /// A fully described child process.
 public struct SpawnSpec {
@@ -202,6 +208,13 @@ public enum ChildExit: Equatable, Sendable {
         case .exited(let s): s
         case .signaled(let sig): 128 + sig
         }
+    }
+
+    /// The child's exit if it has ended (reaped), nil while it runs.
+    public static func poll(_ pid: pid_t) -> ChildExit? {
+        var status: Int32 = 0
+        guard cs_waitpid_nohang(pid, &status) == pid else { return nil }
+        return cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
     }
 
     public static func wait(_ pid: pid_t) -> ChildExit {

@@ -109,10 +109,48 @@ public enum Format {
 extension Array where Element == UInt8 {
     /// Offset of the first occurrence of `needle`'s UTF-8 in these bytes: a
     /// plain byte search, for the checks that must see what git sees.
-    func firstOffset(of needle: String) -> Int? {
+    package func firstOffset(of needle: String) -> Int? {
         let n = Array(needle.utf8)
         guard !n.isEmpty, n.count <= count else { return n.isEmpty ? 0 : nil }
         for i in 0...(count - n.count) where self[i] == n[0] && self[i..<(i + n.count)].elementsEqual(n) { return i }
         return nil
+    }
+}
+
+extension Format {
+    /// Bytes `escape` leaves as they are and that need no check: printable ASCII, no backslash.
+    public static func isPlain(_ bytes: [UInt8]) -> Bool {
+        !bytes.contains { $0 < 0x20 || $0 >= 0x7f || $0 == UInt8(ascii: "\\") }
+    }
+
+    /// A path (or a line of a log) for humans and JSON: valid UTF-8 stays; control characters,
+    /// backslashes and bytes that are not UTF-8 become escapes (`\n`, `\xff`),
+    /// so a name with a newline cannot forge an extra output line.
+    public static func escape(_ bytes: [UInt8]) -> String {
+        // Most names are printable ASCII without a backslash: nothing to escape.
+        if isPlain(bytes) { return String(decoding: bytes, as: UTF8.self) }
+        var out = ""
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\\") { out += "\\\\"; i += 1; continue }
+            if b == 10 { out += "\\n"; i += 1; continue }
+            if b == 9 { out += "\\t"; i += 1; continue }
+            if b < 0x20 || b == 0x7f { out += "\\x" + Format.hex(b); i += 1; continue }
+            if b < 0x80 { out.unicodeScalars.append(Unicode.Scalar(b)); i += 1; continue }
+            // A multi-byte sequence: keep it when it decodes, else escape one byte.
+            // C1 controls (U+0080-U+009F, e.g. U+009B, a one-character CSI on
+            // some terminals) are escaped like C0 ones.
+            let len = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1
+            if b == 0xc2, i + 1 < bytes.count, bytes[i + 1] < 0xa0 { out += "\\x" + Format.hex(b); i += 1; continue }
+            if len > 1, i + len <= bytes.count, let s = String(validating: bytes[i..<(i + len)], as: UTF8.self) {
+                out += s
+                i += len
+            } else {
+                out += "\\x" + Format.hex(b)
+                i += 1
+            }
+        }
+        return out
     }
 }

@@ -37,7 +37,7 @@ public enum SafeFS {
         }
     }
 
-    static func components(_ path: String) -> [String] {
+    package static func components(_ path: String) -> [String] {
         path.split(separator: "/").map(String.init)
     }
 
@@ -97,7 +97,7 @@ public enum SafeFS {
         try walk(path) { _, _, _ in nil }
     }
 
-    static func pathError(_ path: String, _ e: Int32) -> SandboxError {
+    package static func pathError(_ path: String, _ e: Int32) -> SandboxError {
         // O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR; name it right (lstat only for the message).
         var e = e
         if e == ENOTDIR, let st = lstat(path), isSymlink(st) { e = ELOOP }

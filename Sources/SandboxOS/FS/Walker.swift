@@ -162,7 +162,9 @@ extension SafeFS {
         /// The most directory fds one walk held at once.
         public var peakOpen = 0
 
-        mutating func add(_ o: WalkStats) {
+        public init() {}
+
+        package mutating func add(_ o: WalkStats) {
             directories += o.directories
             reopened += o.reopened
             peakOpen = max(peakOpen, o.peakOpen)
@@ -489,7 +491,7 @@ public protocol WalkVisitor {
     /// parent's fd (-1 for the start directory), `dir.fd` its own.
     mutating func leave(_ dir: SafeFS.WalkEntry)
     /// An entry not entered or not passed on, and why; `path` is relative
-    /// to the walk's root, raw bytes (`PermissionFixer.escape` for display).
+    /// to the walk's root, raw bytes (`Format.escape` for display).
     mutating func skipped(_ path: [UInt8], _ why: SafeFS.WalkSkip)
 }
 

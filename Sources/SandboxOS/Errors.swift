@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+@_exported import SystemPackage
 
 /// The process exit codes fixed by the contract.
 public enum ExitStatus: Int32, Sendable {
@@ -43,24 +44,15 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// A saved errno with its name; save it right after the failing call.
-public struct Errno: Error, Equatable, CustomStringConvertible, Sendable {
-    public var rawValue: Int32
-    public init(_ rawValue: Int32) { self.rawValue = rawValue }
-    /// The calling thread's errno, read at once.
-    public static var current: Errno { Errno(errno) }
-
-    public static let noEntry = Errno(ENOENT)
-    public static let exists = Errno(EEXIST)
-    public static let interrupted = Errno(EINTR)
-    public static let loop = Errno(ELOOP)
-    public static let crossDevice = Errno(EXDEV)
-    public static let notDirectory = Errno(ENOTDIR)
-    public static let permission = Errno(EPERM)
-    public static let access = Errno(EACCES)
-    public static let wouldBlock = Errno(EWOULDBLOCK)
-
-    public var description: String { String(cString: strerror(rawValue)) }
+// Errno is swift-system's (a typed errno whose description is strerror's
+// words). Two spellings it keeps to itself or lacks, used at every failing
+// call here: the calling thread's errno read at once, and the bare init.
+extension Errno {
+    /// The calling thread's errno, read at once: save it right after the failing call.
+    @inline(__always)
+    public static var current: Errno { Errno(rawValue: errno) }
+    @inline(__always)
+    public init(_ rawValue: Int32) { self.init(rawValue: rawValue) }
 }
 
 /// The cause of a failed FileManager call in strerror's words ("Not a

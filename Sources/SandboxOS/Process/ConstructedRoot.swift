@@ -219,3 +219,12 @@ public final class ConstructedRoot: @unchecked Sendable {
         return " (\(what))"
     }
 }
+
+extension ConstructedRoot {
+    /// A writable bind whose files may be executed: only for an install's staging.
+    public func bindExecutable(_ path: String) throws {
+        try bind(path, .readWrite, recursive: false, required: true)
+        // Without the noexec bind() sets: builds execute what they compile.
+        if !sources.isEmpty { sources[sources.count - 1].set &= ~CS_MOUNT_ATTR_NOEXEC }
+    }
+}

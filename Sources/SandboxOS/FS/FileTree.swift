@@ -3,11 +3,11 @@ import FoundationEssentials
 import Glibc
 
 /// Directory work the launcher does as root in places the sandbox can write.
-enum FileTree {
+package enum FileTree {
     /// Creates `path` (its parent must exist) owned by uid:gid with `mode`
     /// when missing. An existing entry is left as it is, but must be a
     /// directory and not a symlink.
-    static func ensureOwnedDirectory(_ path: String, uid: uid_t, gid: gid_t, mode: mode_t) throws {
+    package static func ensureOwnedDirectory(_ path: String, uid: uid_t, gid: gid_t, mode: mode_t) throws {
         let parent = Paths.deletingLastComponent(path)
         let name = Paths.lastComponent(path)
         let pfd = open(parent, CS_O_PATH | O_DIRECTORY | O_CLOEXEC)
@@ -26,7 +26,7 @@ enum FileTree {
 
     /// A fresh directory under `dir`, made and handed over by descriptor
     /// (`SafeFS.makeTemporaryDirectory`: never mkdtemp and a reopened path).
-    static func makeTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> String {
+    package static func makeTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> String {
         let (path, fd) = try makeOpenTempDirectory(in: dir, prefix: prefix, uid: uid, gid: gid)
         close(fd)
         return path
@@ -45,7 +45,7 @@ enum FileTree {
     /// `makeTempDirectory`, plus an flock on the directory held through the
     /// returned fd: while it is open, `sweepStaleTemps` leaves the directory
     /// alone. The fd is close-on-exec and never reaches the sandbox.
-    static func makeLockedTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> (String, OwnedFD) {
+    package static func makeLockedTempDirectory(in dir: String, prefix: String, uid: uid_t, gid: gid_t) throws -> (String, OwnedFD) {
         let (path, fd) = try makeOpenTempDirectory(in: dir, prefix: prefix, uid: uid, gid: gid)
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = Errno.current
@@ -62,7 +62,7 @@ enum FileTree {
     /// directory takes the lock a moment later; the grace covers that gap).
     /// Anything else with the name (a symlink, another owner's directory)
     /// is not ours and stays. Returns the paths removed.
-    static func sweepStaleTemps(in dir: String, prefix: String, owner: uid_t, graceSeconds: Int = 10) -> [String] {
+    package static func sweepStaleTemps(in dir: String, prefix: String, owner: uid_t, graceSeconds: Int = 10) -> [String] {
         let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dfd >= 0 else { return [] }
         defer { close(dfd) }
@@ -95,7 +95,7 @@ enum FileTree {
     /// Removes a tree the sandbox wrote, walking by fd (`SafeFS.removeTree`):
     /// never follows a symlink, never crosses to another file system, no depth limit.
     @discardableResult
-    static func removeTree(_ path: String) -> SafeFS.RemovalReport {
+    package static func removeTree(_ path: String) -> SafeFS.RemovalReport {
         SafeFS.removeTree(path)
     }
 
@@ -104,7 +104,7 @@ enum FileTree {
     /// crossed): a tree the sandbox may write (a writable node) cannot
     /// redirect the removal elsewhere.
     @discardableResult
-    static func removeTree(under root: String, relative: String) -> SafeFS.RemovalReport {
+    package static func removeTree(under root: String, relative: String) -> SafeFS.RemovalReport {
         let parts = relative.split(separator: "/").map(String.init)
         guard let last = parts.last, !parts.contains(where: { $0 == ".." || $0 == "." }) else { return SafeFS.RemovalReport() }
         let rfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
