@@ -5,7 +5,7 @@ CONFIG       ?= $(or $(COMFY_SANDBOX_CONFIG),/etc/comfy-sandbox/config.json)
 BIN          := dist/comfy-sandbox
 DEBUG_BIN    := .build/debug/comfy-sandbox
 PREFIX       ?= /usr/local
-DEB_PACKAGES := libseccomp-dev libcap-dev libacl1-dev git acl iproute2 util-linux python3 python3-venv
+DEB_PACKAGES := libseccomp-dev libacl1-dev git acl iproute2 util-linux python3 python3-venv
 # Only for make e2e: the browser that drives the real frontend (scripts/e2e/ui_browser.py).
 E2E_PACKAGES := chromium
 CS            = $(BIN) --config $(CONFIG)
@@ -37,7 +37,7 @@ deps:
 	fi
 
 ## build: the release binary, self-contained (static Swift runtime and FoundationEssentials,
-## static libseccomp/libcap/libacl): it runs without /opt/swift and starts in half
+## static libseccomp/libacl): it runs without /opt/swift and starts in half
 ## the time of a dynamically linked one
 build: deps
 	SWIFT=$(SWIFT) scripts/build-release.sh

@@ -6,7 +6,7 @@
 //   CSandbox       C seam for what Swift cannot call (raw set*id, openat2,
 //                  fchmodat2, landlock_*, capset, the fork-time privilege
 //                  drop, the constructed root)
-//   CSeccomp/CCap/CACL  system libraries (libseccomp, libcap, libacl)
+//   CSeccomp/CACL  system libraries (libseccomp, libacl)
 //   SandboxOS      the seam's typed wrappers: owned descriptors (over
 //                  swift-system's FileDescriptor and Errno), SafeFS and the
 //                  one tree walker, spawn and the constructed root, Landlock,
@@ -36,20 +36,18 @@ let package = Package(
         ),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp",
                        providers: [.apt(["libseccomp-dev"])]),
-        .systemLibrary(name: "CCap", pkgConfig: "libcap",
-                       providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CACL", providers: [.apt(["libacl1-dev"])]),
         .target(
             name: "SandboxOS",
             dependencies: [
-                "CSandbox", "CSeccomp", "CCap", "CACL",
+                "CSandbox", "CSeccomp", "CACL",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
         .target(
             name: "SandboxCore",
             dependencies: [
-                "SandboxOS", "CSandbox", "CSeccomp", "CCap",
+                "SandboxOS",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

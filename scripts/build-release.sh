@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make release: a self-contained comfy-sandbox for a bare machine (e.g. the GPU
 # box): the Swift runtime and FoundationEssentials linked statically, and
-# libseccomp, libcap and libacl linked statically too, so `ldd` shows only
+# libseccomp and libacl linked statically too, so `ldd` shows only
 # glibc (and the loader). Output: dist/comfy-sandbox.
 #
 # How the C libraries become static: their module maps say `link "seccomp"`
@@ -18,7 +18,7 @@ SCRATCH="${SCRATCH:-.build-release}"
 multiarch="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
 static_dir="$PWD/$SCRATCH/static-libs"
 mkdir -p "$static_dir" dist
-for lib in seccomp cap acl; do
+for lib in seccomp acl; do
   archive="/usr/lib/$multiarch/lib$lib.a"
   [ -f "$archive" ] || { echo "missing $archive: apt-get install lib${lib}-dev (libacl1-dev for acl)" >&2; exit 1; }
   ln -sf "$archive" "$static_dir/lib$lib.a"
@@ -28,7 +28,7 @@ done
 # our own that point at the archive directory instead.
 pc_dir="$PWD/$SCRATCH/pkgconfig"
 mkdir -p "$pc_dir"
-for pc in libseccomp:seccomp libcap:cap; do
+for pc in libseccomp:seccomp; do
   name="${pc%%:*}" lib="${pc##*:}"
   printf 'Name: %s\nDescription: static %s for make release\nVersion: 0\nLibs: -L%s -l%s\nCflags:\n' \
     "$name" "$name" "$static_dir" "$lib" > "$pc_dir/$name.pc"

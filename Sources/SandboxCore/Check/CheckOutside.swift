@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -152,17 +151,17 @@ extension SandboxCheck {
         }
         defer { if let relayPid { kill(relayPid, SIGTERM); _ = ChildExit.wait(relayPid) } }
 
-        var out: [Int32] = [-1, -1]
-        guard cs_pipe_cloexec(&out) == 0 else { throw SandboxError.failure("pipe: \(Errno.current)") }
+        let out: (read: Int32, write: Int32)
+        do { out = try makePipe() } catch { throw SandboxError.failure("pipe: \(error)") }
         let exe = Launcher.selfExecutable
         let spec = SpawnSpec(path: exe, arguments: [exe, "__internal", "check-inside", "--facts", factsJSON],
                              environment: session.environment, workingDirectory: session.workingDirectory,
-                             stdout: out[1], newSession: true, confinement: session.confinement)
+                             stdout: out.write, newSession: true, confinement: session.confinement)
         let pid: pid_t
-        do { pid = try spec.spawn() } catch { close(out[0]); close(out[1]); throw error }
-        close(out[1])
-        let reader = LineReader(fd: out[0])
-        defer { close(out[0]) }
+        do { pid = try spec.spawn() } catch { close(out.read); close(out.write); throw error }
+        close(out.write)
+        let reader = LineReader(fd: out.read)
+        defer { close(out.read) }
 
         var results: [Result] = []
         var inner = false

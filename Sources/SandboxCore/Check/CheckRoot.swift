@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -98,19 +97,15 @@ extension SandboxCheck {
         }
         // The memory limit: a child that takes more is killed, not the host's processes.
         if let limit = f.memoryLimit {
-            let status = cs_probe_memory_hog(UInt64(limit) + (64 << 20))
-            let killed = cs_wifsignaled(status) != 0 && cs_wtermsig(status) == SIGKILL
+            let exit = Probe.memoryHog(bytes: UInt64(limit) + (64 << 20))
+            let killed = exit == .signaled(SIGKILL)
             r.append(Result("allocate more than launcher.limits.memory (\(ByteProgress.size(Int64(limit))))", expected: "killed",
-                            result: killed ? "killed (SIGKILL)" : "status \(status)", pass: killed))
+                            result: killed ? "killed (SIGKILL)" : "\(exit)", pass: killed))
         }
         return r
     }
 
-    static func spawnDetached(_ path: String, _ argv: [String]) {
-        var c = argv.map { strdup($0) } + [nil]
-        defer { for p in c { free(p) } }
-        _ = cs_spawn_detached(path, &c)
-    }
+    static func spawnDetached(_ path: String, _ argv: [String]) { Probe.spawnDetached(path, argv) }
 
     static func unixConnect(_ path: String) -> (Int, Int32) {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -150,8 +145,7 @@ extension SandboxCheck {
     /// kernel has no memfd_noexec sysctl at all.
     static func memfdExec(_ payload: Data) -> (rc: Int, err: Int32, lacks: Bool) {
         let lacks = !Paths.exists("/proc/sys/vm/memfd_noexec")
-        let status = payload.withUnsafeBytes { cs_probe_memfd_exec($0.baseAddress, $0.count) }
-        if status == 0 { return (0, 0, lacks) }
-        return (-1, Int32(-status), lacks)
+        guard let refused = Probe.memfdExec(payload) else { return (0, 0, lacks) }
+        return (-1, refused.rawValue, lacks)
     }
 }

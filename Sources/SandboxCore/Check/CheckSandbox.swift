@@ -1,4 +1,3 @@
-import CSandbox
 import Crypto
 import Dispatch
 import FoundationEssentials
@@ -97,8 +96,7 @@ public enum SandboxCheck {
 
     static func sys(_ name: String, _ a: Int = 0, _ b: Int = 0, _ c: Int = 0, _ d: Int = 0, _ e: Int = 0, _ f: Int = 0) -> (Int, Int32) {
         guard let nr = Seccomp.number(name) else { return (-1, ENOSYS) }
-        let rc = cs_syscall6(nr, a, b, c, d, e, f)
-        return (rc, rc < 0 ? errno : 0)
+        return Probe.syscall(nr, a, b, c, d, e, f)
     }
 
     static func openResult(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) -> (Int, Int32) {
@@ -138,9 +136,9 @@ public enum SandboxCheck {
 
         // Capabilities and identity
         r.append(blocked("capset: raise CAP_SYS_ADMIN") {
-            var c = cs_capsets(effective: 1 << 21, permitted: 1 << 21, inheritable: 0)
-            let rc = cs_capset_self(&c)
-            return (Int(rc), errno)
+            let bit = UInt64(1) << UInt64(Capabilities.sysAdmin)
+            let refused = Capabilities.set(Capabilities(effective: bit, permitted: bit))
+            return refused.map { (-1, $0.rawValue) } ?? (0, 0)
         })
         if let copy = f.setuidCopy {
             // NNP and the empty bounding set: the setuid bit gives nothing.
@@ -153,9 +151,8 @@ public enum SandboxCheck {
         // In a throwaway child: if it worked, it would hand this process a
         // user namespace full of capabilities and spoil the checks after it.
         r.append(blocked("unshare(CLONE_NEWUSER)") {
-            var err: Int32 = 0
-            let status = cs_probe_syscall_in_child(Seccomp.number("unshare") ?? -1, 0x1000_0000, 0, 0, 0, 0, 0, &err)
-            return cs_wifexited(status) != 0 && cs_wexitstatus(status) == 0 ? (0, 0) : (-1, err)
+            let (exit, err) = Probe.syscallInChild(Seccomp.number("unshare") ?? -1, 0x1000_0000)
+            return exit == .exited(0) ? (0, 0) : (-1, err)
         })
         r.append(blocked("mount tmpfs on /tmp") {
             "tmpfs".withCString { t in "/tmp".withCString { p in sys("mount", Int(bitPattern: t), Int(bitPattern: p), Int(bitPattern: t)) } }
@@ -188,33 +185,36 @@ public enum SandboxCheck {
         // x32: getpid with __X32_SYSCALL_BIT. libseccomp routes it to the
         // bad-arch action: the probing child must die of SIGSYS.
         if let getpid = Seccomp.number("getpid") {
-            var err: Int32 = 0
-            let status = cs_probe_syscall_in_child(getpid | CS_X32_SYSCALL_BIT, 0, 0, 0, 0, 0, 0, &err)
-            let killed = cs_wifsignaled(status) != 0
-            let desc = killed ? "killed by signal \(cs_wtermsig(status))" : (cs_wexitstatus(status) == 0 ? "succeeded" : "refused: \(Errno(err))")
+            let (exit, err) = Probe.syscallInChild(getpid | Probe.x32SyscallBit)
+            let desc = switch exit {
+            case .signaled(let sig): "killed by signal \(sig)"
+            case .exited(0): "succeeded"
+            case .exited: "refused: \(Errno(err))"
+            }
             r.append(Result("syscall via the x32 ABI (getpid|0x40000000)", expected: "killed", result: desc,
-                            pass: killed || cs_wexitstatus(status) != 0))
+                            pass: exit != .exited(0)))
         }
         #if arch(x86_64)
         do {
-            let status = cs_probe_int80_getpid()
-            let killed = status >= 0 && cs_wifsignaled(status) != 0
-            r.append(Result("syscall via the i386 ABI (int 0x80)", expected: "killed",
-                            result: killed ? "killed by signal \(cs_wtermsig(status))" : "returned (exit \(cs_wexitstatus(status)))",
-                            pass: killed))
+            let exit = Probe.int80GetPID()
+            let result = switch exit {
+            case .signaled(let sig)?: "killed by signal \(sig)"
+            case .exited(let code)?: "returned (exit \(code))"
+            case nil: "no child to probe with"
+            }
+            var killed = false
+            if case .signaled? = exit { killed = true }
+            r.append(Result("syscall via the i386 ABI (int 0x80)", expected: "killed", result: result, pass: killed))
         }
         #endif
         if let personality = Seccomp.number("personality") {
-            var err: Int32 = 0
-            let status = cs_probe_syscall_in_child(personality, 0x0400000, 0, 0, 0, 0, 0, &err)   // READ_IMPLIES_EXEC
-            let ok = cs_wifsignaled(status) == 0 && cs_wexitstatus(status) == 0
+            let (exit, err) = Probe.syscallInChild(personality, 0x0400000)   // READ_IMPLIES_EXEC
+            let ok = exit == .exited(0)
             r.append(Result("personality(READ_IMPLIES_EXEC)", expected: "blocked",
                             result: ok ? "succeeded" : "refused: \(Errno(err))", pass: !ok))
         }
         r.append(blocked("clone(CLONE_NEWNS)") {
-            var err: Int32 = 0
-            let rc = cs_clone_probe(0x0002_0000, &err)
-            return (Int(rc), err)
+            Probe.clone(flags: 0x0002_0000)
         })
         r.append(blocked("chroot(/)") { sys("chroot", Int(bitPattern: ("/" as StaticString).utf8Start)) })
         r.append(blocked("setns(own netns)") {
@@ -257,7 +257,7 @@ public enum SandboxCheck {
             if fd >= 0 { close(fd) }
             return (Int(fd), e)
         })
-        r.append(blocked("ioctl(0, TIOCSTI)") { (Int(cs_ioctl_tiocsti(0, 0x41)), errno) })
+        r.append(blocked("ioctl(0, TIOCSTI)") { Probe.tiocsti(0, 0x41) })
         r.append(blocked("open /dev/tty") { openResult("/dev/tty", O_RDWR) })
 
         // Processes
@@ -330,7 +330,7 @@ public enum SandboxCheck {
             return (ok, ok ? "4 threads ran" : "threads did not run")
         }
         works("memfd_create") {
-            let fd = cs_memfd("check")
+            let fd = Probe.memfd("check")
             let e = errno
             if fd >= 0 { close(fd) }
             return (fd >= 0, fd >= 0 ? "ok" : "refused: \(Errno(e))")
@@ -509,7 +509,7 @@ public enum SandboxCheck {
         for _ in 0..<2 {
             var pfd = pollfd(fd: server.raw, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, 15_000) > 0 else { break }
-            let c = cs_accept_cloexec(server.raw)
+            let c = SocketInfo.accept(server.raw)
             guard c >= 0 else { break }
             serveOne(c)
             close(c)

@@ -1,4 +1,3 @@
-import CSandbox
 import Dispatch
 import FoundationEssentials
 import Glibc
@@ -135,7 +134,7 @@ public enum Launcher {
     }
 
     /// An fd of a namespace with only `lo` up, or -1; made by `prepareAhead`.
-    static let loopbackNamespace = Prepared<Int32> { cs_loopback_netns_here() }
+    static let loopbackNamespace = Prepared<Int32> { LoopbackNamespace.enterNew() }
 
     /// Prepares everything as root and builds the confinement.
     public static func prepare(_ config: Config, purpose: Purpose) throws -> Session {
@@ -164,7 +163,7 @@ public enum Launcher {
         mark("identity")
         // Everything the confined program leaves behind is reparented to us,
         // not to init, so that it ends with the session (`killLeftovers`).
-        _ = cs_become_subreaper()
+        ProcessControl.becomeSubreaper()
         // Home: must exist (provision makes it); created here only when missing.
         let home = config.sandboxUser.home
         try FileTree.ensureOwnedDirectory(home, uid: id.user.uid, gid: id.user.gid, mode: 0o700)
@@ -234,7 +233,7 @@ public enum Launcher {
             // Made up front: the relay or the egress proxy's socket joins it.
             // `run` with egress may have made it ahead already.
             let ahead = loopbackNamespace.take(replacingWith: -1) ?? -1
-            let fd = ahead >= 0 ? ahead : cs_new_loopback_netns()
+            let fd = ahead >= 0 ? ahead : LoopbackNamespace.make()
             guard fd >= 0 else {
                 FileTree.removeTree(temp)
                 throw SandboxError.failure("cannot create the loopback-only network namespace: \(Errno.current)",
@@ -339,8 +338,7 @@ public enum Launcher {
     /// no capability in any set (what systemd's User= and an empty
     /// CapabilityBoundingSet= give).
     static func requireAlreadyDropped(_ id: AccountLookup.SandboxIdentity) throws {
-        var caps = cs_capsets()
-        let noCaps = cs_capget_self(&caps) == 0 && caps.effective == 0 && caps.permitted == 0 && caps.inheritable == 0
+        let noCaps = Capabilities.current()?.isEmpty ?? false
         guard getuid() == id.user.uid, geteuid() == id.user.uid, noCaps else {
             throw SandboxError.failure("the launcher must start as root (it drops to \(id.user.name) itself) or as \(id.user.name) with no capabilities",
                                        hint: "run it with sudo")

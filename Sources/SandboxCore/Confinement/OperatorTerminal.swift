@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -48,14 +47,13 @@ public final class OperatorTerminal: @unchecked Sendable {
     }
 
     init(stdinTTY: Bool, stdoutTTY: Bool, stderrTTY: Bool) throws {
-        var w: [Int32] = [-1, -1]
-        guard cs_pipe_cloexec(&w) == 0 else { throw SandboxError.failure("pipe: \(Errno.current)") }
-        wake = (w[0], w[1])
+        let w: (read: Int32, write: Int32)
+        do { w = try makePipe() } catch { throw SandboxError.failure("pipe: \(error)") }
+        wake = w
         if stdinTTY {
-            var m: Int32 = -1, s: Int32 = -1
-            guard cs_open_pty(&m, &s) == 0 else {
-                let e = Errno.current
-                close(w[0]); close(w[1])
+            let m: Int32, s: Int32
+            do { (m, s) = try Pty.open() } catch let e {
+                close(w.read); close(w.write)
                 throw SandboxError.failure("cannot make a pty for the sandbox: \(e)",
                                            hint: "run it with stdin not a terminal (`< /dev/null`) to give it none")
             }
@@ -65,7 +63,7 @@ public final class OperatorTerminal: @unchecked Sendable {
             // size); raw mode on ours comes in `started`.
             var t = termios()
             if tcgetattr(0, &t) == 0 { _ = tcsetattr(s, TCSANOW, &t) }
-            _ = cs_tty_copy_winsize(0, s)
+            Pty.copyWindowSize(from: 0, to: s)
             stdin = s
             stdout = stdoutTTY ? s : -1
             stderr = stderrTTY ? s : -1
@@ -73,18 +71,17 @@ public final class OperatorTerminal: @unchecked Sendable {
             copies = [(m, stdoutTTY ? 1 : stderrTTY ? 2 : -1)]
         } else {
             mode = .pipes
-            var p: [Int32] = [-1, -1]
-            guard cs_pipe_cloexec(&p) == 0 else {
-                let e = Errno.current
-                close(w[0]); close(w[1])
+            let p: (read: Int32, write: Int32)
+            do { p = try makePipe() } catch let e {
+                close(w.read); close(w.write)
                 throw SandboxError.failure("pipe: \(e)")
             }
             stdin = -1
             // Both to the terminal: one pipe, so their order is kept.
-            stdout = stdoutTTY ? p[1] : -1
-            stderr = stderrTTY ? p[1] : -1
-            childEnds = [p[1]]
-            copies = [(p[0], stdoutTTY ? 1 : 2)]
+            stdout = stdoutTTY ? p.write : -1
+            stderr = stderrTTY ? p.write : -1
+            childEnds = [p.write]
+            copies = [(p.read, stdoutTTY ? 1 : 2)]
         }
     }
 
@@ -122,7 +119,7 @@ public final class OperatorTerminal: @unchecked Sendable {
 
     /// SIGWINCH: the operator's terminal changed size; so does the pty.
     public func windowChanged() {
-        if mode == .pty && !closed { _ = cs_tty_copy_winsize(0, master) }
+        if mode == .pty && !closed { Pty.copyWindowSize(from: 0, to: master) }
     }
 
     /// Gives the operator's terminal its settings back (leaves raw mode), as

@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -29,8 +28,7 @@ public enum SandboxConfinement {
     /// when we cannot raise it (no CAP_SYS_RESOURCE, e.g. inside a
     /// container): setrlimit would otherwise fail the whole drop.
     static func limit(_ resource: Int32, _ wanted: UInt64) -> ResourceLimit {
-        var caps = cs_capsets()
-        let canRaise = cs_capget_self(&caps) == 0 && caps.effective & (1 << 24) != 0   // CAP_SYS_RESOURCE
+        let canRaise = Capabilities.current()?.hasEffective(Capabilities.sysResource) ?? false
         var current = rlimit()
         var value = wanted
         if !canRaise, getrlimit(__rlimit_resource_t(UInt32(resource)), &current) == 0, UInt64(current.rlim_max) < wanted {

@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -15,7 +14,7 @@ extension Launcher {
     /// on a pty of its own. The confined child resets its mask in spawn.c.
     public static func blockSignals() {
         let sigs = forwarded + [SIGCHLD, SIGWINCH]
-        _ = sigs.withUnsafeBufferPointer { cs_block_signals($0.baseAddress, Int32($0.count)) }
+        ProcessControl.blockSignals(sigs)
     }
 
     /// Waits for `main` to exit, forwarding SIGTERM/SIGINT/SIGHUP/SIGQUIT to
@@ -45,10 +44,9 @@ extension Launcher {
             // Reap every child that has ended: `main`, a companion, or an
             // orphan of the session reparented to us (we are its subreaper,
             // see `prepare`), which would otherwise stay a zombie until we exit.
-            var status: Int32 = 0
-            while exit == nil, case let pid = cs_wait_any_nohang(&status), pid > 0 {
+            while exit == nil, let (pid, ended) = ChildExit.reapAny() {
                 if pid == main {
-                    exit = cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
+                    exit = ended
                     if throughInit, case .exited(let code) = exit!, code > 128, code < 128 + 65 { exit = .signaled(code - 128) }
                 } else if alive.remove(pid) != nil {
                     let what = companions[pid] ?? "a companion"
@@ -56,8 +54,7 @@ extension Launcher {
                 }
             }
             if exit != nil { break }
-            var sig: Int32 = 0
-            guard sigs.withUnsafeBufferPointer({ cs_sigwait_launcher($0.baseAddress, Int32($0.count), &sig) }) == 0 else { continue }
+            guard let sig = ProcessControl.waitSignal(sigs) else { continue }
             if sig == SIGCHLD { continue }
             if sig == SIGWINCH { terminal?.windowChanged(); continue }
             if sig == SIGTERM || sig == SIGINT { stopSignal = sig }
@@ -79,7 +76,7 @@ extension Launcher {
     /// bwrap's PID namespace does when its init exits. Says so when it did.
     @discardableResult
     public static func killLeftovers(quiet: Bool = false) -> Int {
-        let n = Int(cs_kill_descendants())
+        let n = ProcessControl.killDescendants()
         if n > 0 && !quiet {
             printError("comfy-sandbox: killed \(n) process\(n == 1 ? "" : "es") the session left running")
         }
@@ -159,7 +156,7 @@ public enum LauncherPidFile {
         if ended(within: timeout) { return .stopped(pid) }
         // Rounds: killing ComfyUI can hand the launcher new orphans to kill.
         for _ in 0..<20 {
-            if cs_kill_children_of(pid) <= 0 { break }
+            if ProcessControl.killChildren(of: pid) <= 0 { break }
             usleep(20_000)
         }
         if ended(within: 5) { return .killedComfyUI(pid) }

@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import Synchronization
@@ -8,7 +7,7 @@ import SandboxOS
 /// `launcher.egress` and nothing else.
 ///
 /// The launcher (root) makes a TCP socket listening on 127.0.0.1:3128
-/// *inside* the sandbox's network namespace (`cs_listen_in_netns`: a thread
+/// *inside* the sandbox's network namespace (`LoopbackNamespace.listen`: a thread
 /// joins the namespace, binds, and ends; a socket keeps the namespace it was
 /// made in) and hands it to `comfy-sandbox __internal egress-proxy`, which
 /// runs in the host's namespace as `nobody`: no capabilities, no_new_privs,
@@ -40,7 +39,7 @@ public enum EgressProxy {
 
     /// The proxy's listening socket, inside the sandbox's namespace.
     public static func listenInside(_ networkNamespace: Int32) throws -> OwnedFD {
-        let fd = cs_listen_in_netns(networkNamespace, Egress.proxyPort)
+        let fd = LoopbackNamespace.listen(in: networkNamespace, port: Egress.proxyPort)
         guard fd >= 0 else {
             throw SandboxError.failure("cannot listen on 127.0.0.1:\(Egress.proxyPort) in the sandbox's network namespace for the egress proxy: \(Errno.current)")
         }
@@ -262,12 +261,11 @@ public enum EgressProxy {
             guard Relay.send(upstream, hello, timeoutMS: connectTimeoutMS) else {
                 return refuse(Egress.Refusal(502, "the server closed at once"), answer: false)
             }
-            var up: Int64 = 0, down: Int64 = 0
-            let rc = cs_relay_splice_counted(client, upstream, idleTimeoutMS, lingerMS, &up, &down)
+            let tunnel = Splice.bothWaysCounted(client, upstream, idleMS: idleTimeoutMS, lingerMS: lingerMS)
             entry.allowed = true
-            entry.sent = Int64(hello.count) + up
-            entry.received = down
-            if rc == 1 { entry.reason = "idle for \(idleTimeoutMS / 1000) s" }
+            entry.sent = Int64(hello.count) + tunnel.aToB
+            entry.received = tunnel.bToA
+            if tunnel.idle { entry.reason = "idle for \(idleTimeoutMS / 1000) s" }
             log(logFD, entry)
 
         case .http(_, _, _, let head, let bodyLength):
@@ -276,18 +274,16 @@ public enum EgressProxy {
                 return refuse(Egress.Refusal(502, "the server closed before taking the request"))
             }
             entry.sent = Int64(head.count + bodyNow.count)
-            var moved: Int64 = 0
             if bodyLength > bodyNow.count {
-                let r = cs_relay_one_way(client, upstream, Int64(bodyLength - bodyNow.count), idleTimeoutMS, -1, 0, &moved)
+                let (end, moved) = Splice.oneWay(from: client, to: upstream, limit: Int64(bodyLength - bodyNow.count), idleMS: idleTimeoutMS)
                 entry.sent += moved
-                if r != 0 || moved < Int64(bodyLength - bodyNow.count) {
+                if end != .done || moved < Int64(bodyLength - bodyNow.count) {
                     return refuse(Egress.Refusal(400, "the request body ended early"), answer: false)
                 }
             }
             // The response, as the server sends it, until it closes (it was
             // asked to: Connection: close).
-            _ = cs_relay_one_way(upstream, client, -1, idleTimeoutMS, -1, 0, &moved)
-            entry.received = moved
+            entry.received = Splice.oneWay(from: upstream, to: client, limit: -1, idleMS: idleTimeoutMS).moved
             entry.allowed = true
             log(logFD, entry)
             Relay.lingerClose(client)

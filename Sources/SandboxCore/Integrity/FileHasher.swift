@@ -1,4 +1,3 @@
-import CSandbox
 import Crypto
 import Dispatch
 import FoundationEssentials
@@ -105,7 +104,7 @@ public enum FileHasher {
         // page one 4 KiB page at a time (measured: 5x slower than read(),
         // which copies holes cheaply).
         let allocated = Int64(before.st_blocks) * 512 >= Int64(before.st_size)
-        if Int64(before.st_size) >= mapThreshold, allocated, cs_models_sigbus_guard_install() == 0 {
+        if Int64(before.st_size) >= mapThreshold, allocated, SigbusGuard.install() {
             let size = Int64(before.st_size)
             var truncated = false
             while total < size {
@@ -113,9 +112,9 @@ public enum FileHasher {
                 guard let p = mmap(nil, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(total)),
                       p != UnsafeMutableRawPointer(bitPattern: -1) else { break }  // read() takes over
                 _ = madvise(p, len, MADV_SEQUENTIAL)
-                cs_models_guard_begin(p, len)
+                SigbusGuard.begin(p, len)
                 sha.update(bufferPointer: UnsafeRawBufferPointer(start: p, count: len))
-                truncated = cs_models_guard_end() != 0
+                truncated = SigbusGuard.end()
                 munmap(p, len)
                 if truncated { break }
                 total += Int64(len)

@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -31,7 +30,7 @@ public enum HFCache {
 
     /// Resolves `link` and returns an O_PATH fd of the blob (the caller closes it).
     public static func open(_ link: Config.ModelLink, key: String, cache: String) throws -> (Resolved, OwnedFD) {
-        let cacheFD = Glibc.open(cache, CS_O_PATH | O_DIRECTORY | O_CLOEXEC)
+        let cacheFD = Glibc.open(cache, O_PATH_FLAG | O_DIRECTORY | O_CLOEXEC)
         guard cacheFD >= 0 else {
             throw SandboxError.failure("\(key): the Hugging Face cache models.hf_cache \(cache) cannot be opened: \(Errno.current)",
                                        hint: "set models.hf_cache to the hub cache directory (usually ~/.cache/huggingface/hub)")
@@ -39,8 +38,8 @@ public enum HFCache {
         defer { close(cacheFD) }
         let repoName = "models--" + link.repo.replacing("/", with: "--")
         let repoDir = cache + "/" + repoName
-        let beneath = CS_RESOLVE_BENEATH | CS_RESOLVE_NO_MAGICLINKS
-        let repoFD = cs_openat2(cacheFD, repoName, UInt64(CS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0, beneath | CS_RESOLVE_NO_SYMLINKS)
+        let beneath: SafeFS.Resolve = [.beneath, .noMagicLinks]
+        let repoFD = SafeFS.openat2(cacheFD, repoName, flags: O_PATH_FLAG | O_DIRECTORY | O_CLOEXEC, resolve: beneath.union(.noSymlinks))
         guard repoFD >= 0 else {
             let e = Errno.current
             if e.rawValue == ENOSYS { throw Kernel.openat2Missing("\(key): cannot open \(repoDir)") }
@@ -59,7 +58,7 @@ public enum HFCache {
         let snapshotPath = repoDir + "/" + snapshotRel
         // O_PATH without O_NOFOLLOW: the final symlink is followed, but only
         // to somewhere beneath the repo directory.
-        let fd = cs_openat2(repoFD, snapshotRel, UInt64(CS_O_PATH | O_CLOEXEC), 0, beneath)
+        let fd = SafeFS.openat2(repoFD, snapshotRel, flags: O_PATH_FLAG | O_CLOEXEC, resolve: beneath)
         guard fd >= 0 else {
             let e = Errno.current
             switch e {
@@ -96,8 +95,8 @@ public enum HFCache {
     static func resolveRevision(_ link: Config.ModelLink, key: String, repoFD: Int32, repoDir: String) throws -> String {
         let rev = link.revision ?? "main"
         if link.revision != nil, isPlainName(rev) {
-            let fd = cs_openat2(repoFD, "snapshots/\(rev)", UInt64(CS_O_PATH | O_DIRECTORY | O_CLOEXEC), 0,
-                                CS_RESOLVE_BENEATH | CS_RESOLVE_NO_SYMLINKS)
+            let fd = SafeFS.openat2(repoFD, "snapshots/\(rev)", flags: O_PATH_FLAG | O_DIRECTORY | O_CLOEXEC,
+                                    resolve: [.beneath, .noSymlinks])
             if fd >= 0 {
                 close(fd)
                 return rev
@@ -122,8 +121,7 @@ public enum HFCache {
     }
 
     static func readSmallFile(_ dirFD: Int32, _ rel: String) -> String? {
-        let fd = cs_openat2(dirFD, rel, UInt64(O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), 0,
-                            CS_RESOLVE_BENEATH | CS_RESOLVE_NO_SYMLINKS)
+        let fd = SafeFS.openat2(dirFD, rel, flags: O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, resolve: [.beneath, .noSymlinks])
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()
@@ -135,7 +133,7 @@ public enum HFCache {
     }
 
     static func listDirectory(_ dirFD: Int32, _ rel: String) -> [String] {
-        let fd = cs_openat2(dirFD, rel, UInt64(O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0, CS_RESOLVE_BENEATH | CS_RESOLVE_NO_SYMLINKS)
+        let fd = SafeFS.openat2(dirFD, rel, flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC, resolve: [.beneath, .noSymlinks])
         guard fd >= 0, let dir = fdopendir(fd) else {
             if fd >= 0 { close(fd) }
             return []

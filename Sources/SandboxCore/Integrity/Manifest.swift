@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -442,7 +441,7 @@ public enum Manifest {
     /// (a jiffy, 1-10 ms) is the granularity. FAT and unknown file systems
     /// get 2 s, the coarsest in common use.
     public static func timestampGranularity(fd: Int32) -> Int64 {
-        let fsType = cs_models_fs_type(fd)
+        let fsType = Int64(fileSystemType(fd))
         guard fsType >= 0 else { return 2_000_000_000 }
         let nanosecondFS: Set<Int64> = [
             0xEF53,       // ext2/3/4

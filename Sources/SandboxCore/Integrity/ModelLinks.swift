@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -123,7 +122,7 @@ public struct ModelLinksPlanner: Planner {
 
         // Hard link the very inode resolved above (AT_EMPTY_PATH: root has
         // CAP_DAC_READ_SEARCH), so no path is looked up twice.
-        if linkat(blobFD.raw, "", dirFD, name, CS_AT_EMPTY_PATH) == 0 {
+        if linkat(blobFD.raw, "", dirFD, name, AT_EMPTY_PATH_FLAG) == 0 {
             try fixBlobMode(blobFD.raw, resolved: resolved)
             return
         }
@@ -162,7 +161,7 @@ public struct ModelLinksPlanner: Planner {
     /// file, so the cache copy changes with it; nothing else about it does.
     static func fixBlobMode(_ fd: Int32, resolved: HFCache.Resolved) throws {
         guard resolved.mode & 0o7777 != 0o644 else { return }
-        guard cs_fchmod_fd(fd, 0o644) == 0 else {
+        guard SafeFS.fchmod(fd, 0o644) == 0 else {
             throw SandboxError.failure("\(resolved.key): cannot set mode 0644 on \(resolved.blobPath): \(SafeFS.modeErrorText(errno))")
         }
     }

@@ -1,4 +1,3 @@
-import CSandbox
 import Dispatch
 import FoundationEssentials
 import Glibc
@@ -189,7 +188,7 @@ public struct PermissionFixer: Sendable {
                 // what the old mode gave the old group.
                 let lowered = current & fixer.dirMode & ~mode_t(0o6000)
                 if lowered != current {
-                    guard cs_fchmod_fd(fd, lowered) == 0 else { skip(display(dir.path), "cannot change its mode (\(SafeFS.modeErrorText(errno)))"); return }
+                    guard SafeFS.fchmod(fd, lowered) == 0 else { skip(display(dir.path), "cannot change its mode (\(SafeFS.modeErrorText(errno)))"); return }
                     mode = lowered
                 }
                 guard fchownat(fd, "", uid_t.max, fixer.gid, SafeFS.AT_EMPTY_PATH) == 0 else {
@@ -200,7 +199,7 @@ public struct PermissionFixer: Sendable {
                 changed = true
             }
             if mode != fixer.dirMode {
-                if cs_fchmod_fd(fd, fixer.dirMode) == 0 {
+                if SafeFS.fchmod(fd, fixer.dirMode) == 0 {
                     if current != fixer.dirMode { report.modeChanged += 1 }
                     changed = true
                 } else {
@@ -251,7 +250,7 @@ public struct PermissionFixer: Sendable {
                 // write, not even between the two calls.
                 let lowered = current & want & ~mode_t(0o6000)
                 if lowered != current {
-                    guard cs_fchmod_fd(fd, lowered) == 0 else {
+                    guard SafeFS.fchmod(fd, lowered) == 0 else {
                         skip(display(entry.path), "cannot change its mode (\(SafeFS.modeErrorText(errno)))")
                         return
                     }
@@ -267,7 +266,7 @@ public struct PermissionFixer: Sendable {
             // chown only ever clears setuid/setgid, which neither `lowered`
             // nor `want` has: `mode` is what the file has now.
             if mode != want {
-                guard cs_fchmod_fd(fd, want) == 0 else {
+                guard SafeFS.fchmod(fd, want) == 0 else {
                     skip(display(entry.path), "cannot change its mode (\(SafeFS.modeErrorText(errno)))")
                     return
                 }

@@ -1,4 +1,3 @@
-import CSandbox
 import FoundationEssentials
 import Glibc
 import SandboxOS
@@ -51,8 +50,8 @@ public enum Relay {
         var listening: OwnedFD?, diag: OwnedFD?
         for fd in 3..<(3 + count) {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            let domain = cs_socket_domain(fd)
-            if domain == AF_NETLINK && cs_socket_protocol(fd) == 4 /* NETLINK_SOCK_DIAG */ {
+            let domain = SocketInfo.domain(fd)
+            if domain == AF_NETLINK && SocketInfo.protocol(fd) == SocketInfo.netlinkSockDiag {
                 diag = OwnedFD(fd)
             } else if domain == AF_INET || domain == AF_INET6 {
                 listening = OwnedFD(fd)
@@ -68,7 +67,7 @@ public enum Relay {
     /// host's: call it before anything moves into the sandbox's), proven to
     /// name the owner of a loopback connection made here and now.
     public static func peerLookup() throws -> OwnedFD {
-        let fd = cs_sock_diag_socket()
+        let fd = SocketInfo.openDiag()
         guard fd >= 0 else {
             throw SandboxError.failure("cannot open a NETLINK_SOCK_DIAG socket: \(Errno.current)",
                                        hint: "the relay needs it to tell who connects (launcher.ui_users); set launcher.ui_users to [\"*\"] to serve anyone")
@@ -81,9 +80,8 @@ public enum Relay {
         guard probe.raw >= 0, IPEndpoint(host: "127.0.0.1", port: port)!.withSockaddr({ connect(probe.raw, $0, $1) }) == 0 else {
             throw SandboxError.failure("the relay's self-check could not connect to 127.0.0.1:\(port): \(Errno.current)")
         }
-        let accepted = OwnedFD(cs_accept_cloexec(server.raw))
-        var uid: UInt32 = UInt32.max
-        guard accepted.raw >= 0, cs_tcp_peer_uid(diag.raw, accepted.raw, &uid) == 0, uid == geteuid() else {
+        let accepted = OwnedFD(SocketInfo.accept(server.raw))
+        guard accepted.raw >= 0, SocketInfo.peerUID(diag: diag.raw, connection: accepted.raw) == geteuid() else {
             throw SandboxError.failure("the kernel does not name the owner of a loopback connection (inet_diag: \(Errno.current)); the relay cannot tell who connects",
                                        hint: "load the tcp_diag module (modprobe tcp_diag), or set launcher.ui_users to [\"*\"] to serve anyone")
         }
@@ -165,8 +163,7 @@ public enum Relay {
             // Who: the owner of the socket at the other end, asked of the
             // host's kernel before a byte is read. Only the accept loop uses
             // the netlink socket, so questions and answers never interleave.
-            var owner: UInt32 = 0
-            let uid: UInt32? = diagFD >= 0 && cs_tcp_peer_uid(diagFD, client, &owner) == 0 ? owner : nil
+            let uid: UInt32? = diagFD >= 0 ? SocketInfo.peerUID(diag: diagFD, connection: client) : nil
             guard door.admits(uid: uid) else {
                 refuseNow(client, door.refusal(uid: uid))
                 continue
@@ -306,10 +303,13 @@ public enum Relay {
         let remaining = request.bodyLength - bodyNow.count
         if remaining > 0 {
             // The rest of the body, unless ComfyUI answers (or goes) first.
-            var moved: Int64 = 0
-            let r = cs_relay_one_way(client, upstream, Int64(remaining), Int32(UIDoor.idleTimeoutMS), upstream,
-                                     Int16(POLLIN) | CS_POLLRDHUP, &moved)
-            if r < 0 || (r == 0 && moved < Int64(remaining)) { return }
+            let (end, moved) = Splice.oneWay(from: client, to: upstream, limit: Int64(remaining), idleMS: Int32(UIDoor.idleTimeoutMS),
+                                             watch: upstream, events: Int16(POLLIN) | POLLRDHUP_EVENT)
+            switch end {
+            case .done: if moved < Int64(remaining) { return }
+            case .watched: break
+            case .idle, .failed: return
+            }
         }
 
         // The response head; 1xx answers other than 101 are dropped (the
@@ -353,7 +353,7 @@ public enum Relay {
             // A WebSocket: whatever either side sent beyond the handshake, then both ways.
             guard send(client, response.head + upstreamBytes, timeoutMS: UIDoor.idleTimeoutMS),
                   send(upstream, Array(rest.dropFirst(request.bodyLength)), timeoutMS: UIDoor.idleTimeoutMS) else { return }
-            if cs_relay_splice(client, upstream, UIDoor.lingerMS) != 0 && (errno == EINVAL || errno == ENOSYS) {
+            if let e = Splice.bothWays(client, upstream, lingerMS: UIDoor.lingerMS), e == .invalidArgument || e == .noFunction {
                 pump(client, upstream)
             }
             return
@@ -369,10 +369,9 @@ public enum Relay {
         guard send(client, response.head + first, timeoutMS: UIDoor.idleTimeoutMS) else { return }
         if limit != 0 && (limit < 0 || Int64(first.count) < limit) {
             // The body; a client that leaves (FIN) ends it: its thread with it.
-            var moved: Int64 = 0
-            let r = cs_relay_one_way(upstream, client, limit < 0 ? -1 : limit - Int64(first.count), Int32(UIDoor.idleTimeoutMS),
-                                     client, CS_POLLRDHUP, &moved)
-            if r != 0 { return }
+            let (end, _) = Splice.oneWay(from: upstream, to: client, limit: limit < 0 ? -1 : limit - Int64(first.count),
+                                         idleMS: Int32(UIDoor.idleTimeoutMS), watch: client, events: POLLRDHUP_EVENT)
+            if end != .done { return }
         }
         lingerClose(client)
     }
@@ -399,7 +398,7 @@ public enum Relay {
             scanned = Swift.max(0, buffer.count - 3)
             let left = deadline - now()
             if left <= 0 { return .timeout }
-            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: watch, events: CS_POLLRDHUP, revents: 0)]
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: watch, events: POLLRDHUP_EVENT, revents: 0)]
             let r = poll(&fds, watch >= 0 ? 2 : 1, Int32(left))
             if r < 0 { if errno == EINTR { continue }; return .closed }
             if r == 0 { return .timeout }
@@ -419,7 +418,7 @@ public enum Relay {
     static func readBody(_ fd: Int32, into buffer: inout [UInt8], count: Int, watch: Int32) -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while buffer.count < count {
-            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: watch, events: CS_POLLRDHUP, revents: 0)]
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: watch, events: POLLRDHUP_EVENT, revents: 0)]
             let r = poll(&fds, 2, UIDoor.idleTimeoutMS)
             if r < 0 { if errno == EINTR { continue }; return false }
             if r == 0 || fds[1].revents != 0 { return false }

@@ -209,17 +209,4 @@ public enum ChildExit: Equatable, Sendable {
         case .signaled(let sig): 128 + sig
         }
     }
-
-    /// The child's exit if it has ended (reaped), nil while it runs.
-    public static func poll(_ pid: pid_t) -> ChildExit? {
-        var status: Int32 = 0
-        guard cs_waitpid_nohang(pid, &status) == pid else { return nil }
-        return cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
-    }
-
-    public static func wait(_ pid: pid_t) -> ChildExit {
-        var status: Int32 = 0
-        _ = cs_wait(pid, &status)
-        return cs_wifsignaled(status) != 0 ? .signaled(cs_wtermsig(status)) : .exited(cs_wexitstatus(status))
-    }
 }
