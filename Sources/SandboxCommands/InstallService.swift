@@ -27,37 +27,14 @@ public struct InstallService: ParsableCommand {
 
     public func run() throws {
         let config = try options.load()
-        func template(_ name: String) throws -> String {
-            let path = templates + "/" + name
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw SandboxError.failure("cannot read the unit template \(path)", hint: "run from the source tree or pass --templates DIR")
-            }
-            return String(decoding: data, as: UTF8.self)
-        }
         let configPath = URL(fileURLWithPath: options.path).standardizedFileURL.path
-        // One instance: comfy-sandbox.service and .socket. launcher.instances:
-        // the template comfy-sandbox@.service, a socket and a drop-in each.
-        let units: [(name: String, text: String)] = config.launcher.instances.isEmpty ? [
-            ("comfy-sandbox.service", ServiceUnit.renderService(try template("comfy-sandbox.service"), config: config,
-                                                               configPath: configPath, binary: binary)),
-            ("comfy-sandbox.socket", ServiceUnit.renderSocket(try template("comfy-sandbox.socket"), config: config)),
-        ] : ServiceUnit.renderInstances(service: try template("comfy-sandbox.service"), socket: try template("comfy-sandbox.socket"),
-                                        config: config, configPath: configPath, binary: binary)
+        let units = try ServiceUnit.units(config, templates: templates, configPath: configPath, binary: binary)
         if print {
-            for (name, text) in units { Swift.print("# \(name)\n\(text)") }
+            for unit in units { Swift.print("# \(unit.name)\n\(unit.text)") }
             return
         }
         try requireRoot("install-service")
-        try FileManager.default.createDirectory(atPath: dest, withIntermediateDirectories: true)
-        for (name, text) in units {
-            let dir = Paths.deletingLastComponent(dest + "/" + name)
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-            try AtomicFile.write(Data(text.utf8), to: dest + "/" + name, mode: 0o644, owner: (0, 0))
-            Swift.print("wrote \(dest)/\(name)")
-        }
-        // What `make install-service` enables: the socket(s) and the service(s).
-        let enable = config.launcher.instances.isEmpty ? ["comfy-sandbox.socket", "comfy-sandbox.service"]
-            : config.launcher.instances.flatMap { ["comfy-sandbox@\($0.name).socket", "comfy-sandbox@\($0.name).service"] }
-        Swift.print("units: " + enable.joined(separator: " "))
+        try ServiceUnit.install(units, in: dest) { Swift.print("wrote \($0)") }
+        Swift.print("units: " + ServiceUnit.enabled(config).joined(separator: " "))
     }
 }

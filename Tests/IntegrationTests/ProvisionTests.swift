@@ -250,6 +250,36 @@ struct ProvisionTests {
         #expect(FileManager.default.fileExists(atPath: "\(w.home)/alice"), "the home itself stays")
     }
 
+    @Test("uninstall as the sandbox left things: its symlinks are removed, not followed; a mount inside is not entered and is named")
+    func uninstallAttacked() throws {
+        let w = try World.provisioned("prov-uninstall-attacked")
+        let home = "\(w.home)/comfyui_sandbox"
+        let user = "\(w.opt)/comfy-sandbox/ComfyUI/user"
+        // What a node could plant where the sandbox writes: links to the
+        // host's files and directories, in the home and in ComfyUI/user.
+        #expect(try w.sh("setpriv --reuid=comfyui_sandbox --regid=\(try #require(w.gid(World.group))) --clear-groups sh -c "
+                         + "'ln -s /etc \(home)/etc && mkdir -p \(home)/deep/a && ln -s /etc/hostname \(home)/deep/a/host && ln -s / \(user)/root'").succeeded)
+        let hostBefore = try World.sh("stat -c '%i %h %a' /etc/hostname /etc/passwd").stdoutText
+        // A mount inside comfyui.path: uninstall must not walk into it.
+        let mnt = "\(user)/mnt"
+        #expect(mkdir(mnt, 0o700) == 0)
+        try #require(mount("tmpfs", mnt, "tmpfs", 0, "mode=0700") == 0, "mount tmpfs: \(Errno.current)")
+        defer { umount2(mnt, Int32(MNT_DETACH)) }
+        #expect(FileManager.default.createFile(atPath: mnt + "/precious", contents: Data("keep".utf8)))
+        let r = try w.comfy(["uninstall"])
+        #expect(r.status == 1, "\(r.stdoutText) \(r.stderrText)")
+        #expect(r.stderrText.contains("mnt") && r.stderrText.contains("mount point"), "the mount is named: \(r.stderrText)")
+        #expect((try? String(contentsOfFile: mnt + "/precious", encoding: .utf8)) == "keep", "the walk crossed into the mount")
+        #expect(try World.sh("stat -c '%i %h %a' /etc/hostname /etc/passwd").stdoutText == hostBefore, "a link was followed")
+        #expect(!FileManager.default.fileExists(atPath: home), "the sandbox home and its links are gone")
+        #expect(SafeFS.lstat(user + "/root") == nil, "the link next to the mount is gone")
+        // Unmounted, uninstall finishes what it left.
+        umount2(mnt, Int32(MNT_DETACH))
+        let again = try w.comfy(["uninstall"])
+        #expect(again.status == 0, "\(again.stdoutText) \(again.stderrText)")
+        #expect(!FileManager.default.fileExists(atPath: "\(w.opt)/comfy-sandbox/ComfyUI"))
+    }
+
     @Test("status reports each share's drift and the pending plan, and exits 3")
     func statusDrift() throws {
         let w = try World.provisioned("prov-status")
