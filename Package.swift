@@ -14,6 +14,8 @@
 //   SandboxCore    config, plan/apply, accounts, tree, state, git/nodes,
 //                  confinement policy, integrity, the UI door, egress: all
 //                  the tool's decisions, testable without a binary
+//   SandboxCheck   check-sandbox's attacks, from inside and outside a session
+//   SandboxService the systemd units, rendered and installed
 //   SandboxCommands  one ParsableCommand per verb: parses and calls the core
 //   comfy-sandbox  the executable
 import PackageDescription
@@ -51,10 +53,20 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Rooms above the core, each one concern: the check-sandbox attacks
+        // (from inside and outside a session) and the systemd units.
+        .target(
+            name: "SandboxCheck",
+            dependencies: ["SandboxOS", "SandboxCore", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
+            name: "SandboxService",
+            dependencies: ["SandboxOS", "SandboxCore"]
+        ),
         .target(
             name: "SandboxCommands",
             dependencies: [
-                "SandboxCore",
+                "SandboxOS", "SandboxCore", "SandboxCheck", "SandboxService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -64,13 +76,13 @@ let package = Package(
         ),
         .testTarget(
             name: "SandboxCoreTests",
-            dependencies: ["SandboxOS", "SandboxCore", "SandboxCommands"],
+            dependencies: ["SandboxOS", "SandboxCore", "SandboxCheck", "SandboxService", "SandboxCommands"],
             // ComfyUI-Manager snapshots, read by path (#filePath), not bundled.
             exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SandboxOS", "SandboxCore"]
+            dependencies: ["SandboxOS", "SandboxCore", "SandboxCheck", "SandboxService"]
         ),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SandboxCore
+import SandboxCheck
 import SandboxOS
 
 public struct CheckSandbox: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 import SandboxCore
+import SandboxCheck
 import SandboxOS
 
 /// The root command. The executable only calls `ComfySandbox.run()`.

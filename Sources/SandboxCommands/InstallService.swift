@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SandboxCore
+import SandboxService
 import SandboxOS
 
 public struct InstallService: ParsableCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import SandboxCore
+import SandboxCheck
 import SandboxOS
 
 /// Hidden entry points the tool runs of itself: the relay and the inside half

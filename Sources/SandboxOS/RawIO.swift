@@ -14,6 +14,11 @@ public func writeAll(_ fd: Int32, _ bytes: Data) -> Bool {
     bytes.withUnsafeBytes { writeAll(fd, $0) }
 }
 
+@discardableResult
+public func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    bytes.withUnsafeBytes { writeAll(fd, $0) }
+}
+
 /// A string's UTF-8, written in place (no Data built from its UTF8View:
 /// that generic initializer costs more than the write, once per process).
 @discardableResult

@@ -1,5 +1,6 @@
 import Foundation
 @testable import SandboxCore
+import SandboxService
 import Testing
 @testable import SandboxOS
 

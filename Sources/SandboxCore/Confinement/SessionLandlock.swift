@@ -10,7 +10,7 @@ extension Launcher {
     /// else worth reaching, and if the namespace were ever escaped this still
     /// keeps TCP connects to the host's services closed. In host mode connect
     /// is not handled (ComfyUI and nodes may fetch over the network).
-    static func netPolicy(_ config: Config) -> Landlock.NetPolicy {
+    package static func netPolicy(_ config: Config) -> Landlock.NetPolicy {
         let port = UInt16(clamping: config.launcher.port)
         switch config.launcher.network {
         case .loopbackOnly where !config.launcher.egress.isEmpty:

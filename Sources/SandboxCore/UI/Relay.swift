@@ -431,7 +431,7 @@ public enum Relay {
     /// The index just past a head's blank line (LF LF or LF CR LF: any
     /// blank line ends a head; for a request, `UIDoor.judge` then refuses
     /// what is not CRLF throughout), from `start` on.
-    static func headEnd(_ b: [UInt8], from start: Int) -> Int? {
+    package static func headEnd(_ b: [UInt8], from start: Int) -> Int? {
         var i = start
         while i + 1 < b.count {
             if b[i] == 10 {

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxCore
 import SandboxOS
 
 extension SandboxCheck {

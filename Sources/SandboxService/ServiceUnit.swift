@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxCore
 import SandboxOS
 
 /// The systemd units, rendered for a config. The checked-in files in

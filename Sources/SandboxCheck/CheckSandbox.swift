@@ -3,6 +3,7 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import Synchronization
+import SandboxCore
 import SandboxOS
 
 /// check-sandbox: the tool re-executes itself inside the exact confinement
@@ -520,25 +521,13 @@ public enum SandboxCheck {
     /// One unbuffered line on stdout (the outer side reads it at once).
     static func emit(_ line: String) { writeAll(1, Array((line + "\n").utf8)) }
 
-    static func readHead(_ fd: Int32) -> String {
-        var data = [UInt8]()
-        var byte: UInt8 = 0
-        while data.count < 16384 && read(fd, &byte, 1) == 1 {
-            data.append(byte)
-            if data.suffix(4) == [13, 10, 13, 10] { break }
-        }
-        return String(decoding: data, as: UTF8.self)
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) { var off = 0; while off < bytes.count { let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }; if n <= 0 { return }; off += n } }
-
     static func serveOne(_ fd: Int32) {
-        let head = readHead(fd)
+        let head = HTTPProbe.readHead(fd)
         if head.lowercased().contains("upgrade: websocket"),
            let keyLine = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("sec-websocket-key:") }) {
             let key = keyLine.split(separator: ":", maxSplits: 1)[1].trimmingWhitespace()
             let accept = Data(Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))).base64EncodedString()
-            writeAll(fd, Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n".utf8))
+            writeAll(fd, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n")
             // One masked client frame (< 126 bytes) echoed back unmasked.
             var hdr = [UInt8](repeating: 0, count: 2)
             guard read(fd, &hdr, 2) == 2 else { return }

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxCore
 import SandboxOS
 
 /// check-sandbox, inside: the attacks the constructed root answers, modelled

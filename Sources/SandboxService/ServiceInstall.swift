@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SandboxCore
 import SandboxOS
 
 // `install-service`: the units rendered from their templates, and written.
