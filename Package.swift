@@ -11,9 +11,13 @@
 //                  swift-system's FileDescriptor and Errno), SafeFS and the
 //                  one tree walker, spawn and the constructed root, Landlock,
 //                  accounts, the kernel's features. Knows no config.
-//   SandboxCore    config, plan/apply, accounts, tree, state, git/nodes,
-//                  confinement policy, integrity, the UI door, egress: all
-//                  the tool's decisions, testable without a binary
+//   SandboxConfig  the config: its model, JSON, validation, and the grammar
+//                  of the values other rooms parse (ui_hosts, egress entries)
+//   SandboxUI      the relay and the UI's door (who, where from, what)
+//   SandboxEgress  the egress proxy and its judging of names and addresses
+//   SandboxCore    plan/apply, accounts, tree, state, git/nodes, sessions and
+//                  their confinement, integrity, status: the tool's decisions,
+//                  testable without a binary
 //   SandboxCheck   check-sandbox's attacks, from inside and outside a session
 //   SandboxService the systemd units, rendered and installed
 //   SandboxCommands  one ParsableCommand per verb: parses and calls the core
@@ -47,9 +51,21 @@ let package = Package(
             ]
         ),
         .target(
+            name: "SandboxConfig",
+            dependencies: ["SandboxOS"]
+        ),
+        .target(
+            name: "SandboxUI",
+            dependencies: ["SandboxOS", "SandboxConfig"]
+        ),
+        .target(
+            name: "SandboxEgress",
+            dependencies: ["SandboxOS", "SandboxConfig", "SandboxUI"]
+        ),
+        .target(
             name: "SandboxCore",
             dependencies: [
-                "SandboxOS",
+                "SandboxOS", "SandboxConfig", "SandboxUI", "SandboxEgress",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -57,16 +73,16 @@ let package = Package(
         // (from inside and outside a session) and the systemd units.
         .target(
             name: "SandboxCheck",
-            dependencies: ["SandboxOS", "SandboxCore", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["SandboxOS", "SandboxConfig", "SandboxUI", "SandboxEgress", "SandboxCore", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "SandboxService",
-            dependencies: ["SandboxOS", "SandboxCore"]
+            dependencies: ["SandboxOS", "SandboxConfig", "SandboxCore"]
         ),
         .target(
             name: "SandboxCommands",
             dependencies: [
-                "SandboxOS", "SandboxCore", "SandboxCheck", "SandboxService",
+                "SandboxOS", "SandboxConfig", "SandboxCore", "SandboxCheck", "SandboxService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -76,13 +92,13 @@ let package = Package(
         ),
         .testTarget(
             name: "SandboxCoreTests",
-            dependencies: ["SandboxOS", "SandboxCore", "SandboxCheck", "SandboxService", "SandboxCommands"],
+            dependencies: ["SandboxOS", "SandboxConfig", "SandboxUI", "SandboxEgress", "SandboxCore", "SandboxCheck", "SandboxService", "SandboxCommands"],
             // ComfyUI-Manager snapshots, read by path (#filePath), not bundled.
             exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SandboxOS", "SandboxCore", "SandboxCheck", "SandboxService"]
+            dependencies: ["SandboxOS", "SandboxConfig", "SandboxUI", "SandboxEgress", "SandboxCore", "SandboxCheck", "SandboxService"]
         ),
     ]
 )

@@ -2,6 +2,9 @@ import FoundationEssentials
 import Glibc
 import SandboxCore
 import SandboxOS
+import SandboxEgress
+import SandboxUI
+import SandboxConfig
 
 extension SandboxCheck {
     /// The outer (root) side of check-sandbox: prepares the exact session

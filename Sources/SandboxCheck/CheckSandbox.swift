@@ -5,6 +5,8 @@ import Glibc
 import Synchronization
 import SandboxCore
 import SandboxOS
+import SandboxUI
+import SandboxConfig
 
 /// check-sandbox: the tool re-executes itself inside the exact confinement
 /// ComfyUI gets (`__internal check-inside`) and attacks it. The outer (root)

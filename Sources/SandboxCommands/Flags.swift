@@ -44,4 +44,5 @@ func requireRoot(_ what: String) throws {
 #if canImport(Glibc)
 import Glibc
 import SandboxOS
+import SandboxConfig
 #endif

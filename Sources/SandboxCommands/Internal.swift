@@ -3,6 +3,9 @@ import FoundationEssentials
 import SandboxCore
 import SandboxCheck
 import SandboxOS
+import SandboxEgress
+import SandboxUI
+import SandboxConfig
 
 /// Hidden entry points the tool runs of itself: the relay and the inside half
 /// of check-sandbox. Not part of the contract.

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import SandboxCore
 import SandboxOS
+import SandboxConfig
 
 /// Shared by update-nodes, rollback-nodes, update-comfyui and rollback-comfyui:
 /// the summary (text or JSON) and the exit status (1 when any checkout failed).

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import SandboxCore
 import SandboxOS
+import SandboxConfig
 
 /// `--only` and `--models`, shared by plan and provision.
 public struct ProvisionOptions: ParsableArguments {

@@ -2,6 +2,7 @@ import ArgumentParser
 import FoundationEssentials
 import SandboxCore
 import SandboxOS
+import SandboxConfig
 
 public struct RecordModels: ParsableCommand {
     public static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import SandboxCore
 import SandboxOS
+import SandboxConfig
 
 // `install-service`: the units rendered from their templates, and written.
 extension ServiceUnit {

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import SandboxCore
 import SandboxOS
+import SandboxConfig
 
 /// The systemd units, rendered for a config. The checked-in files in
 /// `systemd/` carry the contract's defaults and are what the unit gate

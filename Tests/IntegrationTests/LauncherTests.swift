@@ -3,6 +3,7 @@ import Foundation
 import SandboxCore
 import Testing
 import SandboxOS
+@testable import SandboxUI
 
 /// One world for the attack suites: setting it up (accounts, shares, the
 /// stand-in) costs more than the attacks. Removed at exit.

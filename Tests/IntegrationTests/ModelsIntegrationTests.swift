@@ -2,6 +2,7 @@ import Foundation
 import SandboxCore
 import Testing
 import SandboxOS
+@testable import SandboxConfig
 
 @Suite("record-models / verify-models through the binary", .serialized)
 struct ModelsIntegrationTests {

@@ -1,8 +1,9 @@
 import Foundation
 @testable import SandboxCore
-import SandboxService
+@testable import SandboxService
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 @Suite("systemd units rendered from the config")
 struct ServiceUnitTests {

@@ -2,6 +2,7 @@ import Foundation
 import SandboxCore
 import Testing
 import SandboxOS
+@testable import SandboxConfig
 
 /// import-snapshot and export-snapshot through the real binary, on the
 /// fixtures in the Manager's format (Tests/SandboxCoreTests/Fixtures).

@@ -2,6 +2,8 @@ import Foundation
 import SandboxCore
 import Testing
 import SandboxOS
+@testable import SandboxUI
+@testable import SandboxConfig
 
 /// A launched stand-in behind the relay, and the users who knock: alice (the
 /// primary user), bob (also in launcher.ui_users), mallory (another local

@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 /// One adversarial suite for every caller of the one walker (`SafeFS.walk`):
 /// fix-permissions, node sealing, the models walk, RAM-temp/tree removal and

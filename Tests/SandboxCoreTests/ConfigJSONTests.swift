@@ -2,6 +2,7 @@ import Foundation
 @testable import SandboxCore
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 /// ConfigJSON is a fast path in front of JSONDecoder: whatever it returns must
 /// be exactly what JSONDecoder gives for the same bytes, and whatever it

@@ -2,6 +2,8 @@ import Foundation
 @testable import SandboxCore
 import Testing
 @testable import SandboxOS
+@testable import SandboxEgress
+@testable import SandboxConfig
 
 @Suite("egress: the list, names, addresses, requests and ClientHellos")
 struct EgressUnitTests {

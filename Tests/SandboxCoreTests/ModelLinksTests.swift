@@ -2,6 +2,7 @@ import Foundation
 @testable import SandboxCore
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 @Suite("models links from a Hugging Face cache")
 struct ModelLinksTests {

@@ -2,6 +2,7 @@ import Foundation
 @testable import SandboxCore
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 @Suite("MODELS string")
 struct ModelsSpecTests {

@@ -1,6 +1,7 @@
 import Testing
 @testable import SandboxCore
 @testable import SandboxOS
+@testable import SandboxConfig
 
 /// The byte-level path checks must say exactly what the split-based
 /// definitions say: every string over {/, ., .., a, NUL} up to 6 characters.

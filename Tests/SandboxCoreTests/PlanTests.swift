@@ -2,6 +2,7 @@ import Foundation
 @testable import SandboxCore
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 @Suite("plan computation")
 struct PlanTests {

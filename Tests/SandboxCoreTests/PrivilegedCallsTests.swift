@@ -13,7 +13,7 @@ struct PrivilegedCallsTests {
 
     /// The inside of check-sandbox runs as the sandbox user, confined: its
     /// chmod of a file it just wrote is no privileged change.
-    static let unprivileged: Set<String> = ["SandboxCore/Check/CheckSandbox.swift"]
+    static let unprivileged: Set<String> = ["SandboxCheck/CheckSandbox.swift"]
 
     @Test("no chmod, chown, lchown or mkdtemp by path in Sources (the sandbox-side check excepted)")
     func noPathCalls() throws {

@@ -2,6 +2,7 @@ import Foundation
 @testable import SandboxCore
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 @Suite struct RequirementLockTests {
     @Test("a uv lock keeps its requirement, --hash and comment lines")

@@ -2,6 +2,7 @@ import Foundation
 @testable import SandboxCore
 import Testing
 @testable import SandboxOS
+@testable import SandboxConfig
 
 /// Fixtures and a scratch directory for the import tests.
 enum SnapshotFixtures {

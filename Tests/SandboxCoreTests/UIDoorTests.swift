@@ -1,6 +1,8 @@
 import SandboxCore
 import Testing
 import SandboxOS
+@testable import SandboxUI
+@testable import SandboxConfig
 
 @Suite("the UI door: Host, Origin, framing, CSP and the per-user cap")
 struct UIDoorTests {

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The `accounts` area: the shared group, the sandbox user, the members of
 /// the group, and the sandbox user's home. Everything goes through the real

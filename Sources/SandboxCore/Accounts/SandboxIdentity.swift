@@ -1,5 +1,6 @@
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The sandbox user and the shared group a config names, looked up and
 /// checked (neither may be root's), for every command that runs as them.

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The GPUs a session may use.
 public struct GPUSelection: Sendable {

@@ -2,6 +2,8 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxEgress
+import SandboxConfig
 
 /// The one path from root to a confined ComfyUI, shared by `run`, `launch`,
 /// `shell` and `check-sandbox`:

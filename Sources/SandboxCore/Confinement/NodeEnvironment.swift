@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// What nodes that write get: a data directory of their own in the sandbox
 /// home (`<home>/node-data/<name>`, outside their sealed code), the

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// What goes into a session's constructed root (ConstructedRoot), for
 /// ComfyUI and `run`/`shell`/`check-sandbox` (`forSession`) and for confined

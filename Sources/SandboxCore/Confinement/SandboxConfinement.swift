@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The entry points every part of the tool uses to confine a child.
 /// `forInstall` is what requirement installs (pip/uv) run under: the sandbox

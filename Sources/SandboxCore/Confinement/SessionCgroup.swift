@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The session's own cgroup, made by the launcher when it runs without
 /// systemd (under the unit, MemoryMax=, TasksMax= and CPUWeight= do the

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 // What a session runs with: its environment, built from nothing, the
 // Python and the command line ComfyUI starts with, and the PATH lookup of

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 // What a session may reach: its Landlock rules, for paths and ports.
 extension Launcher {

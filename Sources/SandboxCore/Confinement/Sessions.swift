@@ -1,6 +1,9 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxEgress
+import SandboxUI
+import SandboxConfig
 
 // The three ways a confined session runs, orchestrated here so that the
 // commands only parse their arguments and map the outcome to an exit

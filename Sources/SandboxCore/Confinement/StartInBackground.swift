@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 extension Launcher {
     /// `start`: the launcher (`launch`) as root in a new session, detached

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 extension Launcher {
     /// Signals the launcher passes on to the confined child.

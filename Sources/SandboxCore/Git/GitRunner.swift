@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The one way this tool runs git. Every invocation gets:
 /// - the absolute /usr/bin/git, checked to be a root-owned file nobody else

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// Links `models.links[]` from the Hugging Face cache into the models share.
 ///

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// The `MODELS` string of the RunPod images: `RepoID:RemoteFilename:TargetDir[:LocalRename]`,
 /// entries separated by commas, semicolons, spaces or newlines, e.g.

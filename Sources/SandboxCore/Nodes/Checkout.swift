@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// One pinned checkout: a custom node or ComfyUI itself.
 public struct CheckoutSpec: Sendable {

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// ComfyUI itself: a checkout like a node's (same hardened git, same
 /// crash-safe record-then-checkout, record at `state_dir/comfyui.json`),

@@ -2,6 +2,7 @@ import Crypto
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// A node's install.py (`custom_nodes[].install_script: true`), run the way
 /// its requirements are installed: never as root, never in the node's own

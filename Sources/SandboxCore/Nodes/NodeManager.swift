@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import Synchronization
 import SandboxOS
+import SandboxConfig
 
 /// update-nodes / rollback-nodes over every configured node (or the named
 /// ones): up to `parallelism` at once, each node on its own checkout and

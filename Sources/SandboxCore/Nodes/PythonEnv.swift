@@ -2,6 +2,7 @@ import Crypto
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// ComfyUI's Python environment: a venv beside the checkout
 /// (`config.venvPath`), made by root with `comfyui.python -m venv`, so the

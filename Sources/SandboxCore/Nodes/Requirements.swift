@@ -2,6 +2,7 @@ import Crypto
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// Where a requirement comes from: ComfyUI's requirements.txt,
 /// `comfyui.extra_requirements`, or an enabled node's requirements.txt.

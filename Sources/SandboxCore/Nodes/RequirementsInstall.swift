@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The confined requirement install (steps 1-6 in PythonEnv's doc).
 extension PythonEnv {

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// The areas of provisioning, in the order they are applied.
 public enum Area: String, CaseIterable, Sendable, Comparable {

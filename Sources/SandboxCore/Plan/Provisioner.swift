@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// Runs the planners of `Planners.all()` in area order. `plan` computes every
 /// area against the system as it is (dry run) and changes nothing;

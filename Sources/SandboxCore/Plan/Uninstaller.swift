@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// `uninstall`: removes, and says as it goes, the systemd unit, a running
 /// launcher, stale RAM temps, the traverse ACL entries provision added, the

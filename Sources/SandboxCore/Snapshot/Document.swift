@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// A parsed JSON or YAML document that keeps what a Codable type throws away:
 /// the order of an object's keys (a snapshot's nodes, a config the user

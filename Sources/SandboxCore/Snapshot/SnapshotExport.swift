@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// `export-snapshot`: what is installed, from the root-owned records, as a
 /// ComfyUI-Manager snapshot, so a user can take it back to a plain ComfyUI

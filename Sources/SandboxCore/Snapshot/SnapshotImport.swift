@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// What `import-snapshot` would do to the config, and the config it would
 /// write: ComfyUI-Manager's git nodes become `custom_nodes` entries pinned to

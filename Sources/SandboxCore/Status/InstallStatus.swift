@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The `comfyui` and `nodes` sections of `status`: which commit ComfyUI and
 /// each node are on (from their root-owned records), each node's status,

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// `status`, launcher section: what the launcher enforces with this config
 /// on this kernel right now, and whether ComfyUI runs.

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// The `models` section of `status`: is there a manifest, how many files it
 /// covers, when it was recorded, and when verify-models last ran and with

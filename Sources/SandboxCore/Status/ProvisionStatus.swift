@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The `provision` section of `status`: do the accounts exist as configured,
 /// is each share's owner, group, setgid mode and default ACL right, and how

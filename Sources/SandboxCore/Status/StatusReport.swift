@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// One line of `status`: a section, a key, its value and whether it is as it should be.
 public struct StatusItem: Codable, Sendable, Equatable {

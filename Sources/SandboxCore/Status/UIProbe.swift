@@ -1,5 +1,6 @@
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// Does ComfyUI answer on `launcher.listen:launcher.port`? Asked the way a
 /// browser asks (GET / through the relay), so it proves the whole path: the

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import Synchronization
 import SandboxOS
+import SandboxConfig
 
 /// `fix-permissions`: re-applies group, modes, setgid and the default ACL
 /// across one share. It runs as root over a tree the sandbox user can write,

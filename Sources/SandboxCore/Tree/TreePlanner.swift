@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The `tree` area: each share directory with its owner, group, setgid mode
 /// and default ACL; a traverse-only ACL on the primary user's home (and the

@@ -1,6 +1,7 @@
 import Foundation
 import SandboxCore
 import SandboxOS
+@testable import SandboxUI
 
 /// A world with what the launcher needs, made here with real useradd and
 /// groupadd (no dependency on the accounts planner): the shared group, the

@@ -6,7 +6,7 @@ import SandboxOS
 /// starts with the key path (`shares[1].path: ...`).
 public enum ConfigValidator {
     /// Directories no share may be in or be: the system's own.
-    static let systemDirectories = ["/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
+    package static let systemDirectories = ["/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32",
                                     "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var", "/tmp/.X11-unix"]
     /// Protocols git may ever be allowed to use. `file` and `ext` never: a
     /// local path or a command line is not a remote.
@@ -255,7 +255,7 @@ public enum ConfigValidator {
         return true
     }
 
-    static func nameProblem(_ s: String) -> String {
+    package static func nameProblem(_ s: String) -> String {
         "\"\(s)\" is not a valid user or group name (lowercase letter or _ first, then lowercase letters, digits, _ or -, at most 32)"
     }
 
@@ -277,7 +277,7 @@ public enum ConfigValidator {
     /// nor "..", and no byte is NUL. On bytes rather than through
     /// split/Substring ==, whose first use costs more than all the rest of
     /// the validation on `run`'s start-up path.
-    static func componentsAreNormal(_ path: ArraySlice<UInt8>) -> Bool {
+    package static func componentsAreNormal(_ path: ArraySlice<UInt8>) -> Bool {
         let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
         var start = path.startIndex
         for i in path.startIndex...path.endIndex {
@@ -294,13 +294,13 @@ public enum ConfigValidator {
         return true
     }
 
-    static func checkAbsolute(_ p: String, _ key: String, _ out: inout [String]) {
+    package static func checkAbsolute(_ p: String, _ key: String, _ out: inout [String]) {
         if !isNormalizedAbsolute(p) {
             out.append("\(key): \"\(p)\" must be an absolute path without . or .. parts or a trailing /")
         }
     }
 
-    static func isSafeRelative(_ p: String) -> Bool {
+    package static func isSafeRelative(_ p: String) -> Bool {
         let u = Array(p.utf8)
         guard let first = u.first, first != UInt8(ascii: "/") else { return false }
         return componentsAreNormal(u[...])
@@ -313,7 +313,7 @@ public enum ConfigValidator {
         }
     }
 
-    static func isSystemDirectory(_ p: String) -> Bool { systemDirectories.contains(p) }
+    package static func isSystemDirectory(_ p: String) -> Bool { systemDirectories.contains(p) }
 
     /// The protocol git would use for `url`: a scheme, or ssh for scp-like `host:path`, or file for a path.
     /// On UTF-8 bytes, as git reads the URL (and without _StringProcessing's
@@ -327,7 +327,7 @@ public enum ConfigValidator {
         return "file"
     }
 
-    static func checkRepo(_ url: String, _ key: String, allowed: [String], _ out: inout [String]) {
+    package static func checkRepo(_ url: String, _ key: String, allowed: [String], _ out: inout [String]) {
         if url.isEmpty { out.append("\(key): is empty"); return }
         if url.hasPrefix("-") {
             out.append("\(key): \"\(url)\" starts with '-', which git would read as an option; refusing it")
@@ -356,13 +356,13 @@ public enum ConfigValidator {
         return !rev.unicodeScalars.contains { $0.value < 0x21 || $0.value == 0x7f || "~^:?*[\\".unicodeScalars.contains($0) }
     }
 
-    static func checkRev(_ rev: String, _ key: String, _ out: inout [String]) {
+    package static func checkRev(_ rev: String, _ key: String, _ out: inout [String]) {
         if !isValidRev(rev) {
             out.append("\(key): \"\(rev)\" is not a commit id, tag or branch name" + (rev.hasPrefix("-") ? " (it starts with '-', which git would read as an option)" : ""))
         }
     }
 
-    static func isIPAddress(_ s: String) -> Bool {
+    package static func isIPAddress(_ s: String) -> Bool {
         var v4 = in_addr(), v6 = in6_addr()
         return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
     }
@@ -376,7 +376,7 @@ public enum ConfigValidator {
     /// A requirement line from the config: a requirement (name, name==1.2,
     /// name[extra]>=1, name @ https://...), never an option: `-r`, `-e`,
     /// `--index-url` and friends would change what or where is installed.
-    static func requirementLineProblem(_ r: String) -> String? {
+    package static func requirementLineProblem(_ r: String) -> String? {
         let t = r.trimmingWhitespace()
         if t.isEmpty { return "is empty" }
         if r.utf8.contains(where: { $0 < 0x20 }) { return "contains a control character (one requirement per entry)" }
@@ -390,7 +390,7 @@ public enum ConfigValidator {
         return nil
     }
 
-    static func isASCIIAlphanumeric(_ b: UInt8) -> Bool {
+    package static func isASCIIAlphanumeric(_ b: UInt8) -> Bool {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(b) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b)
             || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b)
     }
@@ -398,13 +398,13 @@ public enum ConfigValidator {
     /// Variables a node may set for ComfyUI: a plain name, not one the
     /// launcher sets itself (its confinement and paths depend on them) and
     /// not one that makes the loader or Python run other code.
-    static let reservedEnv: Set<String> = [
+    package static let reservedEnv: Set<String> = [
         "HOME", "PATH", "TMPDIR", "USER", "LOGNAME", "LANG", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "HF_HUB_OFFLINE",
         "HF_HUB_CACHE", "PYTHONNOUSERSITE", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PYTHONPATH", "PYTHONHOME",
         "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTHONINSPECT", "PYTHONEXECUTABLE", "PYTHONUSERBASE", "PYTHONPLATLIBDIR",
         "NODE_DATA",
     ]
-    static func envNameProblem(_ name: String) -> String? {
+    package static func envNameProblem(_ name: String) -> String? {
         guard let first = name.unicodeScalars.first, first == "_" || ("A"..."Z").contains(first) || ("a"..."z").contains(first),
               name.unicodeScalars.allSatisfy({ $0 == "_" || ("A"..."Z").contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) }) else {
             return "\"\(name)\" is not a variable name (letters, digits and _, not starting with a digit)"

@@ -2,6 +2,8 @@ import FoundationEssentials
 import Glibc
 import Synchronization
 import SandboxOS
+import SandboxUI
+import SandboxConfig
 
 /// The egress proxy: how a loopback-only sandbox reaches the services of
 /// `launcher.egress` and nothing else.
@@ -44,48 +46,6 @@ public enum EgressProxy {
             throw SandboxError.failure("cannot listen on 127.0.0.1:\(Egress.proxyPort) in the sandbox's network namespace for the egress proxy: \(Errno.current)")
         }
         return OwnedFD(fd)
-    }
-
-    /// Where the proxy's lines go: state_dir/launcher.log (launcher.NAME.log
-    /// for an instance), appended by every session (`run` and `check-sandbox`
-    /// too); the launcher's stderr when it cannot be opened.
-    public static func openLog(_ config: Config) -> (OwnedFD, String?) {
-        let path = LauncherPidFile.logPath(config)
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o640)
-        if fd >= 0 { return (OwnedFD(fd), nil) }
-        let e = Errno.current
-        return (OwnedFD(fcntl(2, F_DUPFD_CLOEXEC, 3)), "the egress proxy cannot open \(path) (\(e)): its log lines go to stderr")
-    }
-
-    /// Starts the proxy process. Returns its pid.
-    public static func spawn(listening: OwnedFD, log: OwnedFD, rules: [Egress.Rule], config: Config) throws -> pid_t {
-        var c = Confinement(uid: Relay.nobody.0, gid: Relay.nobody.1, groups: [])
-        c.rlimits = [
-            // A connection holds two sockets and, while tunnelling, two splice pipes.
-            ResourceLimit(Int32(RLIMIT_NOFILE.rawValue), soft: 1024, hard: 1024),
-            ResourceLimit(Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
-        ]
-        // The host's namespace: it stays where the launcher is.
-        if config.launcher.landlock != .off {
-            var rules2 = Launcher.selfMappedFiles.map { Landlock.PathRule($0, [.readFile, .execute]) }
-            // The resolver: /etc/resolv.conf, hosts, nsswitch.conf, gai.conf;
-            // NSS modules nsswitch.conf may name (libnss_*), from the lib dirs.
-            rules2.append(Landlock.PathRule("/etc", .read))
-            for dir in ["/lib", "/lib64", "/usr/lib", "/usr/lib64"] { rules2.append(Landlock.PathRule(dir, .readExecute, required: false)) }
-            rules2.append(Landlock.PathRule("/proc", .read))
-            let ports = Set(rules.flatMap(\.ports) + [53]).sorted()
-            let (ruleset, _) = try Landlock.ruleset(rules2, net: Landlock.NetPolicy(bindPorts: [], connectPorts: ports))
-            c.landlockRuleset = ruleset
-        }
-        if config.launcher.seccomp { c.seccompProgram = try Seccomp.program() }
-        let exe = Launcher.selfExecutable
-        var args = [exe, "__internal", "egress-proxy"]
-        for r in rules { args += ["--allow", r.description] }
-        let spec = SpawnSpec(path: exe, arguments: args,
-                             environment: ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"], workingDirectory: "/",
-                             stdin: -1, stdout: -1, stderr: -1, passFDs: [listening.raw, log.raw],
-                             newSession: true, confinement: c)
-        return try spec.spawn()
     }
 
     /// The proxy's loop (runs confined): the listening socket is fd 3, the

@@ -59,7 +59,7 @@ public struct UIAuthority: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// `ip` as inet_ntop writes it, when it is an address of `family`.
-    static func canonicalIP(_ ip: String, family: Int32) -> String? {
+    package static func canonicalIP(_ ip: String, family: Int32) -> String? {
         var addr = in6_addr()   // large enough for either family
         guard inet_pton(family, ip, &addr) == 1 else { return nil }
         var buf = [CChar](repeating: 0, count: 64)
@@ -70,7 +70,7 @@ public struct UIAuthority: Hashable, Sendable, CustomStringConvertible {
     /// Letters, digits, `-` and `_` in dot-separated labels of 1-63, at most
     /// 253 in all; not all digits and dots (a number is not a name: a
     /// browser would have made it an IPv4 address).
-    static func isDNSName(_ s: String) -> Bool {
+    package static func isDNSName(_ s: String) -> Bool {
         let u = Array(s.utf8)
         guard !u.isEmpty, u.count <= 253 else { return false }
         let labels = u.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)

@@ -32,7 +32,7 @@ func keyPathString(_ path: [any CodingKey]) -> String {
 
 extension CodingUserInfoKey {
     /// The environment used for defaults that depend on it (SUDO_USER).
-    static let configEnvironment = CodingUserInfoKey(rawValue: "comfy-sandbox.environment")!
+    package static let configEnvironment = CodingUserInfoKey(rawValue: "comfy-sandbox.environment")!
 }
 
 /// Keyed decoding with the contract's rules: every key is known, a missing key
@@ -137,7 +137,7 @@ protocol ConfigWord: RawRepresentable, CaseIterable where RawValue == String {}
 
 extension ConfigWord {
     /// Decodes one of the words, or says which were expected: "a" or "b"; "a", "b" or "c".
-    static func decodeWord(_ decoder: any Decoder) throws -> Self {
+    package static func decodeWord(_ decoder: any Decoder) throws -> Self {
         let raw = try decoder.singleValueContainer().decode(String.self)
         guard let v = Self(rawValue: raw) else {
             let names = allCases.map { "\"\($0.rawValue)\"" }

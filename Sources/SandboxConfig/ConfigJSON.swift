@@ -21,7 +21,7 @@ import SandboxOS
 /// compares the two on every config the tests use and on damaged variants.
 enum ConfigJSON {
     /// The decoded config, or nil where JSONDecoder must decide.
-    static func decode(_ data: Data, environment: [String: String]) -> Config? {
+    package static func decode(_ data: Data, environment: [String: String]) -> Config? {
         guard let root = data.withUnsafeBytes({ raw -> Value? in
             var parser = Parser(bytes: raw.bindMemory(to: UInt8.self))
             return parser.document()

@@ -1,6 +1,7 @@
 import Crypto
 import FoundationEssentials
 import SandboxOS
+import SandboxConfig
 
 /// The rules of the one door from the host to the sandbox: the relay on
 /// `launcher.listen:launcher.port`. ComfyUI has no authentication; whoever
@@ -90,6 +91,11 @@ public struct UIDoor: Sendable {
         public var status: Int
         public var message: String
         public var response: [UInt8] { UIDoor.plainResponse(status: status, message) }
+
+        public init(status: Int, message: String) {
+            self.status = status
+            self.message = message
+        }
     }
 
     public enum Verdict: Sendable, Equatable {

@@ -58,7 +58,7 @@ public enum ConfigLoader {
         return config
     }
 
-    static func describe(_ error: DecodingError) -> String {
+    package static func describe(_ error: DecodingError) -> String {
         func at(_ ctx: DecodingError.Context) -> String {
             let p = keyPathString(ctx.codingPath)
             return p.isEmpty ? "" : "\(p): "
@@ -80,7 +80,7 @@ public enum ConfigLoader {
         }
     }
 
-    static func typeName(_ type: Any.Type) -> String {
+    package static func typeName(_ type: Any.Type) -> String {
         switch type {
         case is String.Type: "a string"
         case is Bool.Type: "true or false"

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SandboxOS
+import SandboxConfig
 
 /// The relay serves ComfyUI's UI on the host's listen:port while ComfyUI sits
 /// in a network namespace that has only loopback. The launcher (root) binds
@@ -110,49 +111,6 @@ public enum Relay {
     /// The port a bound socket got.
     public static func boundPort(_ fd: Int32) -> UInt16 { IPEndpoint.boundPort(fd) }
 
-    /// Starts the relay process. Returns its pid.
-    public static func spawn(listening: OwnedFD, diag: OwnedFD?, door: UIDoor, targetPort: UInt16,
-                             networkNamespace: OwnedFD?, config: Config) throws -> pid_t {
-        // As root: nobody, in the sandbox's namespace. Unprivileged (the
-        // systemd unit): the same user, already without capabilities, in the
-        // namespace we are in; its own Landlock domain still keeps ComfyUI
-        // from signalling it, and seccomp from tracing it.
-        var c = geteuid() == 0 ? Confinement(uid: nobody.0, gid: nobody.1, groups: [])
-                               : Confinement(uid: getuid(), gid: getgid(), groups: [])
-        if geteuid() != 0 { c.dropIdentity = false }
-        c.rlimits = [
-            // Each connection holds six fds at most (two sockets, two splice pipes).
-            ResourceLimit(Int32(RLIMIT_NOFILE.rawValue), soft: 16384, hard: 16384),
-            ResourceLimit(Int32(RLIMIT_CORE.rawValue), soft: 0, hard: 0),
-        ]
-        c.networkNamespace = networkNamespace
-        if config.launcher.landlock != .off {
-            var rules = Launcher.selfMappedFiles.map { Landlock.PathRule($0, [.readFile, .execute]) }
-            rules.append(Landlock.PathRule("/etc/ld.so.cache", .readFile))
-            // The Swift runtime finds its arguments through /proc/self; Landlock
-            // cannot name "self", so /proc read-only (nobody, no caps: other
-            // processes' private files stay closed by ptrace access checks).
-            rules.append(Landlock.PathRule("/proc", .read))
-            let (ruleset, _) = try Landlock.ruleset(rules, net: Landlock.NetPolicy(bindPorts: [], connectPorts: [targetPort]))
-            c.landlockRuleset = ruleset
-        }
-        if config.launcher.seccomp { c.seccompProgram = try Seccomp.program() }
-        let exe = Launcher.selfExecutable
-        var args = [exe, "__internal", "relay", "--target-port", String(targetPort), "--diag-fd", diag == nil ? "-1" : "4"]
-        if let uids = door.allowedUIDs {
-            for uid in uids.sorted() { args += ["--allow-uid", String(uid)] }
-        } else {
-            args.append("--allow-anyone")
-        }
-        for a in door.authorities.sorted(by: { $0.description < $1.description }) { args += ["--authority", a.description] }
-        args += ["--csp", door.csp]
-        let spec = SpawnSpec(path: exe, arguments: args,
-                             environment: ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"], workingDirectory: "/",
-                             stdin: -1, stdout: -1, stderr: -1, passFDs: [listening.raw] + (diag.map { [$0.raw] } ?? []),
-                             newSession: true, confinement: c)
-        return try spec.spawn()
-    }
-
     /// The relay's own loop (runs confined). Never returns.
     public static func serve(listenFD: Int32 = 3, diagFD: Int32 = 4, targetPort: UInt16, door: UIDoor) -> Never {
         signal(SIGPIPE, SIG_IGN)
@@ -230,7 +188,7 @@ public enum Relay {
     /// close does not reset the connection under the answer), the answer
     /// goes out if the socket takes it at once, and the connection is
     /// closed. A refused user's flood costs the relay no thread and no time.
-    static func refuseNow(_ client: Int32, _ refusal: UIDoor.Refusal) {
+    package static func refuseNow(_ client: Int32, _ refusal: UIDoor.Refusal) {
         _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
         var chunk = [UInt8](repeating: 0, count: 16384)
         func drain() { for _ in 0..<4 where read(client, &chunk, chunk.count) > 0 {} }
@@ -382,13 +340,13 @@ public enum Relay {
         lingerClose(client)
     }
 
-    enum HeadRead: Equatable { case complete(Int), closed, timeout, tooLarge, watch }
+    package enum HeadRead: Equatable { case complete(Int), closed, timeout, tooLarge, watch }
 
     /// Reads into `buffer` until it holds a complete head (through the
     /// blank line), all within `timeoutMS`. `.watch` when `watch` (the
     /// client, while its answer is awaited) hangs up first.
     @discardableResult
-    static func readHead(_ fd: Int32, into buffer: inout [UInt8], max: Int, timeoutMS: Int32, watch: Int32 = -1) -> HeadRead {
+    package static func readHead(_ fd: Int32, into buffer: inout [UInt8], max: Int, timeoutMS: Int32, watch: Int32 = -1) -> HeadRead {
         let deadline = now() + Int(timeoutMS)
         var chunk = [UInt8](repeating: 0, count: 16384)
         var scanned = 0
@@ -446,7 +404,7 @@ public enum Relay {
     /// Writes all of `bytes`, waiting (up to `timeoutMS` of no progress)
     /// where the socket is non-blocking and full.
     @discardableResult
-    static func send(_ fd: Int32, _ bytes: [UInt8], timeoutMS: Int32) -> Bool {
+    package static func send(_ fd: Int32, _ bytes: [UInt8], timeoutMS: Int32) -> Bool {
         var off = 0
         while off < bytes.count {
             let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -462,7 +420,7 @@ public enum Relay {
     /// Ends our side, then reads what the client still sends until it
     /// closes (at most a second, at most 1 MiB): closing with unread bytes
     /// would reset the connection and could cut off the answer just sent.
-    static func lingerClose(_ fd: Int32) {
+    package static func lingerClose(_ fd: Int32) {
         shutdown(fd, Int32(SHUT_WR))
         let deadline = now() + 1000
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -479,7 +437,7 @@ public enum Relay {
         }
     }
 
-    static func now() -> Int {
+    package static func now() -> Int {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
