@@ -134,45 +134,10 @@ enum ConfigJSON {
             return .integer(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
         }
 
-        /// A string at `i` (on its opening quote): the two-character escapes
-        /// only, valid UTF-8, no control characters.
+        /// A string at `i` (on its opening quote); nil for anything
+        /// JSONString refuses (JSONDecoder then gives the message).
         mutating func string() -> String? {
-            i += 1
-            var out: [UInt8] = []
-            let start = i
-            var plain = true
-            while i < bytes.count {
-                let b = bytes[i]
-                if b == UInt8(ascii: "\"") {
-                    let raw = plain ? Array(UnsafeBufferPointer(rebasing: bytes[start..<i])) : out
-                    i += 1
-                    // ASCII needs no validation; String(validating:) is generic
-                    // and its first use costs witness-table lookups.
-                    if !raw.contains(where: { $0 >= 0x80 }) { return String(decoding: raw, as: UTF8.self) }
-                    return String(validating: raw, as: UTF8.self)
-                }
-                if b < 0x20 { return nil }
-                if b == UInt8(ascii: "\\") {
-                    if plain { out = Array(UnsafeBufferPointer(rebasing: bytes[start..<i])); plain = false }
-                    guard i + 1 < bytes.count else { return nil }
-                    switch bytes[i + 1] {
-                    case UInt8(ascii: "\""): out.append(0x22)
-                    case UInt8(ascii: "\\"): out.append(0x5C)
-                    case UInt8(ascii: "/"): out.append(0x2F)
-                    case UInt8(ascii: "b"): out.append(0x08)
-                    case UInt8(ascii: "f"): out.append(0x0C)
-                    case UInt8(ascii: "n"): out.append(0x0A)
-                    case UInt8(ascii: "r"): out.append(0x0D)
-                    case UInt8(ascii: "t"): out.append(0x09)
-                    default: return nil   // \u and anything else: JSONDecoder's call
-                    }
-                    i += 2
-                    continue
-                }
-                if !plain { out.append(b) }
-                i += 1
-            }
-            return nil
+            try? JSONString.scan(bytes, &i).get()
         }
     }
 

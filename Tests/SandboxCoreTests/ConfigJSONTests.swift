@@ -60,8 +60,23 @@ struct ConfigJSONTests {
         #expect(fast(Data("{}".utf8))?.primaryUser == "alice")
     }
 
+    /// The string reader is the one import-snapshot's Document parser uses
+    /// (JSONString), \u escapes and surrogate pairs included.
+    @Test("\\u escapes give JSONDecoder's value", arguments: [
+        #"{"primary_user": "\u0061lice"}"#,
+        #"{"primary_user": "j\u00f6rg"}"#,
+        #"{"primary_user": "a\ud83d\ude00b"}"#,
+        #"{"primary_user": "\u00E9\n\t\/"}"#,
+    ])
+    func takesUnicodeEscapes(_ text: String) throws {
+        let f = try #require(fast(Data(text.utf8)), "fast path refused \(text)")
+        #expect(f == slow(Data(text.utf8)))
+    }
+
     @Test("what the fast path leaves to JSONDecoder", arguments: [
-        #"{"primary_user": "\u0061lice"}"#,           // \u escape
+        #"{"primary_user": "\ud83dx"}"#,              // half a surrogate pair
+        #"{"primary_user": "\ude00"}"#,               // the other half alone
+        #"{"primary_user": "\u00g1"}"#,               // not hex
         #"{"version": 1.0}"#,                          // fraction
         #"{"version": 1e0}"#,                          // exponent
         #"{"version": 01}"#,                           // leading zero (invalid JSON)

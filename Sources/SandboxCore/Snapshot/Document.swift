@@ -191,72 +191,16 @@ public enum DocumentJSON {
             return .number(String(decoding: bytes[start..<i], as: UTF8.self))
         }
 
-        mutating func hex4() throws(DocumentError) -> UInt32 {
-            guard i + 4 <= bytes.count else { throw error("a \\u escape needs four hex digits") }
-            var v: UInt32 = 0
-            for k in 0..<4 {
-                guard let d = hexValue(bytes[i + k]) else { throw error("a \\u escape needs four hex digits") }
-                v = v << 4 | d
-            }
-            i += 4
-            return v
-        }
-
         /// A string at `i` (on its opening quote).
         mutating func string() throws(DocumentError) -> String {
-            i += 1
-            var out: [UInt8] = []
-            while i < bytes.count {
-                let b = bytes[i]
-                if b == UInt8(ascii: "\"") {
-                    i += 1
-                    guard let s = String(validating: out, as: UTF8.self) else { throw error("a string is not valid UTF-8") }
-                    return s
-                }
-                if b < 0x20 { throw error("a control character (0x\(Format.hex(b))) inside a string; it must be escaped") }
-                guard b == UInt8(ascii: "\\") else { out.append(b); i += 1; continue }
-                guard i + 1 < bytes.count else { break }
-                let e = bytes[i + 1]
-                i += 2
-                switch e {
-                case UInt8(ascii: "\""): out.append(0x22)
-                case UInt8(ascii: "\\"): out.append(0x5C)
-                case UInt8(ascii: "/"): out.append(0x2F)
-                case UInt8(ascii: "b"): out.append(0x08)
-                case UInt8(ascii: "f"): out.append(0x0C)
-                case UInt8(ascii: "n"): out.append(0x0A)
-                case UInt8(ascii: "r"): out.append(0x0D)
-                case UInt8(ascii: "t"): out.append(0x09)
-                case UInt8(ascii: "u"):
-                    var code = try hex4()
-                    if (0xD800...0xDBFF).contains(code) {
-                        guard i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") else {
-                            throw error("a \\u escape holds half of a surrogate pair")
-                        }
-                        i += 2
-                        let low = try hex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw error("a \\u escape holds half of a surrogate pair") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00...0xDFFF).contains(code) {
-                        throw error("a \\u escape holds half of a surrogate pair")
-                    }
-                    guard let scalar = Unicode.Scalar(code) else { throw error("a \\u escape is not a character") }
-                    out.append(contentsOf: Array(String(Character(scalar)).utf8))
-                default:
-                    throw error("unknown escape \\\(String(decoding: [e], as: UTF8.self)) in a string")
-                }
+            var at = i
+            let r = bytes.withUnsafeBufferPointer { JSONString.scan($0, &at) }
+            i = at
+            switch r {
+            case .success(let s): return s
+            case .failure(let problem): throw error(problem.description)
             }
-            throw error("a string is not closed")
         }
-    }
-}
-
-func hexValue(_ b: UInt8) -> UInt32? {
-    switch b {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): UInt32(b - UInt8(ascii: "0"))
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): UInt32(b - UInt8(ascii: "a") + 10)
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): UInt32(b - UInt8(ascii: "A") + 10)
-    default: nil
     }
 }
 

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SandboxConfig
 import SandboxOS
 
 /// The part of YAML that ComfyUI-Manager's snapshots are written in (PyYAML's
