@@ -121,9 +121,10 @@ check-sandbox: build
 	$(CS) check-sandbox
 
 ## test: the whole suite; root tests run in throwaway worlds. Fails if the
-## host's /etc/passwd or /etc/group changed.
+## host's /etc/passwd or /etc/group changed, or if a target imports one it
+## does not declare (the layers of Package.swift hold only if that is checked).
 test: deps
-	$(SWIFT) build --build-tests
+	$(SWIFT) build --build-tests --explicit-target-dependency-import-check error
 	@sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.before
 	@set -o pipefail; $(SWIFT) test --skip-build --parallel 2>&1 | grep -v '^◇' ; status=$$?; \
 	 sha256sum /etc/passwd /etc/group > /tmp/comfy-sandbox-etc.after; \

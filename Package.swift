@@ -56,7 +56,7 @@ let package = Package(
         ),
         .target(
             name: "SandboxUI",
-            dependencies: ["SandboxOS", "SandboxConfig"]
+            dependencies: ["SandboxOS", "SandboxConfig", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "SandboxEgress",
@@ -82,7 +82,7 @@ let package = Package(
         .target(
             name: "SandboxCommands",
             dependencies: [
-                "SandboxOS", "SandboxConfig", "SandboxCore", "SandboxCheck", "SandboxService",
+                "SandboxOS", "SandboxConfig", "SandboxUI", "SandboxEgress", "SandboxCore", "SandboxCheck", "SandboxService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -98,7 +98,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["SandboxOS", "SandboxConfig", "SandboxUI", "SandboxEgress", "SandboxCore", "SandboxCheck", "SandboxService"]
+            dependencies: ["CSandbox", "SandboxOS", "SandboxConfig", "SandboxUI", "SandboxEgress", "SandboxCore", "SandboxCheck", "SandboxService"]
         ),
     ]
 )

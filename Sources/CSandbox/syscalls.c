@@ -260,7 +260,6 @@ int cs_wait(pid_t pid, int *status) {
     do { r = waitpid(pid, status, 0); } while (r < 0 && errno == EINTR);
     return r < 0 ? -1 : 0;
 }
-int cs_wifexited(int status) { return WIFEXITED(status); }
 int cs_wexitstatus(int status) { return WEXITSTATUS(status); }
 int cs_wifsignaled(int status) { return WIFSIGNALED(status); }
 int cs_wtermsig(int status) { return WTERMSIG(status); }

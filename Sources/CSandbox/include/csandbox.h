@@ -236,7 +236,6 @@ pid_t cs_spawn_confined(const cs_spawn_spec *spec, int *fail_step, int *fail_err
 
 /// Like waitpid(pid, &status, 0), retrying EINTR. Returns the raw status.
 int cs_wait(pid_t pid, int *status);
-int cs_wifexited(int status);
 int cs_wexitstatus(int status);
 int cs_wifsignaled(int status);
 int cs_wtermsig(int status);
