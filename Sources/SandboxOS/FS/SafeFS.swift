@@ -154,14 +154,14 @@ public enum SafeFS {
         }
     }
 
-    /// The mode of the inode `fd` holds (O_PATH fds too; see `cs_fchmod_fd`).
+    /// The mode of the inode `fd` holds (O_PATH fds too; see `fchmod`).
     public static func chmod(_ fd: Int32, _ mode: mode_t, display: String) throws {
-        if cs_fchmod_fd(fd, mode) != 0 {
+        if fchmod(fd, mode) != 0 {
             throw SandboxError.failure("cannot change the mode of \(display): \(modeErrorText(errno))")
         }
     }
 
-    /// Why `cs_fchmod_fd` failed, for messages. ENOENT only comes from its
+    /// Why `fchmod` failed, for messages. ENOENT only comes from its
     /// /proc/self/fd fallback (before Linux 6.6): /proc is not mounted.
     public static func modeErrorText(_ e: Int32) -> String {
         e == ENOENT ? "/proc is not mounted, and this kernel has no fchmodat2 (Linux \(Kernel.fchmodat2Since)+) to do without it"

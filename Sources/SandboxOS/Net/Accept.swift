@@ -1,4 +1,3 @@
-import CSandbox
 import Glibc
 
 /// The next connection on a server's listening socket (close-on-exec), for
@@ -8,7 +7,7 @@ import Glibc
 /// whose listening socket broke has nothing left to serve.
 public func acceptNext(_ listenFD: Int32, who: String) -> Int32 {
     while true {
-        let client = cs_accept_cloexec(listenFD)
+        let client = SocketInfo.accept(listenFD)
         if client >= 0 { return client }
         let e = errno
         if e == EINTR || e == ECONNABORTED { continue }

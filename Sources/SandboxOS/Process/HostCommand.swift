@@ -51,56 +51,55 @@ public struct HostCommand: Sendable {
     /// (a parallel git clone, another confined run) are left alone.
     @discardableResult
     public func run(confinement: Confinement? = nil) throws -> Result {
-        var outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1], inPipe: [Int32] = [-1, -1]
-        guard cs_pipe_cloexec(&outPipe) == 0, cs_pipe_cloexec(&errPipe) == 0, cs_pipe_cloexec(&inPipe) == 0 else {
-            throw SandboxError.failure("cannot create a pipe to run \(path): \(Errno.current)")
+        let outPipe: (read: Int32, write: Int32), errPipe: (read: Int32, write: Int32)
+        var inPipe: (read: Int32, write: Int32)
+        do {
+            outPipe = try makePipe()
+            errPipe = try makePipe()
+            inPipe = try makePipe()
+        } catch {
+            throw SandboxError.failure("cannot create a pipe to run \(path): \(error)")
         }
-        defer { for fd in [outPipe[0], errPipe[0]] where fd >= 0 { close(fd) } }
-        var stdinFD = inPipe[0]
+        defer { close(outPipe.read); close(errPipe.read) }
+        var stdinFD = inPipe.read
         if input == nil {
-            close(inPipe[0]); close(inPipe[1]); inPipe = [-1, -1]
+            close(inPipe.read); close(inPipe.write); inPipe = (-1, -1)
             stdinFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
         }
         let spec = SpawnSpec(path: path, arguments: [path] + arguments, environment: environment,
                              workingDirectory: workingDirectory,
-                             stdin: stdinFD, stdout: outPipe[1], stderr: errPipe[1],
+                             stdin: stdinFD, stdout: outPipe.write, stderr: errPipe.write,
                              newSession: true, confinement: confinement)
-        if confinement != nil { _ = cs_become_subreaper() }
+        if confinement != nil { ProcessControl.becomeSubreaper() }
         let pid: pid_t
         do {
             pid = try spec.spawn()
         } catch {
-            close(stdinFD); close(outPipe[1]); close(errPipe[1])
-            if inPipe[1] >= 0 { close(inPipe[1]) }
+            close(stdinFD); close(outPipe.write); close(errPipe.write)
+            if inPipe.write >= 0 { close(inPipe.write) }
             throw error
         }
-        close(stdinFD); close(outPipe[1]); close(errPipe[1])
-        if let input, inPipe[1] >= 0 {
+        close(stdinFD); close(outPipe.write); close(errPipe.write)
+        if let input, inPipe.write >= 0 {
             // Write stdin on a thread so a child that does not read it cannot deadlock us.
-            let fd = inPipe[1]
+            let fd = inPipe.write
             let data = input
             detachThread {
-                data.withUnsafeBytes { raw in
-                    var off = 0
-                    while off < raw.count {
-                        let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                        if n < 0 { if errno == EINTR { continue }; break }
-                        off += n
-                    }
-                }
+                writeAll(fd, data)
                 close(fd)
             }
         }
-        var status: Int32 = 0
+        let ended: ChildExit
         let out: Data, err: Data
         if let confinement {
             ConfinedRuns.started(pid)
-            var exited = false
-            (out, err) = Self.drain(outPipe[0], errPipe[0], poll: 100) {
+            var polled: ChildExit?
+            (out, err) = Self.drain(outPipe.read, errPipe.read, poll: 100) {
                 // Once the program has exited, end what it left behind; the
                 // pipes then close unless something else holds them.
-                guard !exited, cs_waitpid_nohang(pid, &status) == pid else { return exited }
-                exited = true
+                guard polled == nil else { return true }
+                guard let exit = ChildExit.poll(pid) else { return false }
+                polled = exit
                 ConfinedRuns.ended(pid)
                 let n = ConfinedRuns.endOrphans(uid: confinement.uid)
                 if n > 0 {
@@ -108,19 +107,20 @@ public struct HostCommand: Sendable {
                 }
                 return true
             }
-            if !exited {
-                _ = cs_wait(pid, &status)
+            if let polled {
+                ended = polled
+            } else {
+                ended = ChildExit.wait(pid)
                 ConfinedRuns.ended(pid)
                 ConfinedRuns.endOrphans(uid: confinement.uid)
             }
         } else {
-            (out, err) = Self.drain(outPipe[0], errPipe[0])
-            _ = cs_wait(pid, &status)
+            (out, err) = Self.drain(outPipe.read, errPipe.read)
+            ended = ChildExit.wait(pid)
         }
-        if cs_wifsignaled(status) != 0 {
-            return Result(status: 128 + cs_wtermsig(status), signal: cs_wtermsig(status), stdout: out, stderr: err)
-        }
-        return Result(status: cs_wexitstatus(status), signal: nil, stdout: out, stderr: err)
+        var signal: Int32?
+        if case .signaled(let sig) = ended { signal = sig }
+        return Result(status: ended.code, signal: signal, stdout: out, stderr: err)
     }
 
     /// Reads two pipes to EOF with poll(2), so neither can fill and block the
